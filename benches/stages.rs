@@ -1,0 +1,54 @@
+//! One benchmark per stage, each on fixed-seed data built outside the timed loop.
+//!
+//! `cargo bench --bench stages` prints the median time per iteration and devices (or rows) per
+//! second. The README quotes the figures and the machine.
+
+use divan::Bencher;
+use divan::counter::ItemsCount;
+use sentinel::chaos::{ChaosOptions, chaos};
+use sentinel::config::Config;
+use sentinel::generate::{GenerateOptions, generate};
+use sentinel::schema::parse_timestamp;
+
+fn main() {
+    divan::main();
+}
+
+const DEVICES: u64 = 1_000_000;
+
+fn generate_options(dir: &std::path::Path) -> GenerateOptions {
+    GenerateOptions {
+        devices: DEVICES,
+        seed: 42,
+        as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
+        out: dir.join("telemetry.parquet"),
+    }
+}
+
+/// generate: 1M devices into Parquet.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn generate_1m_devices(bencher: Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let opts = generate_options(dir.path());
+    bencher
+        .counter(ItemsCount::new(DEVICES))
+        .bench(|| generate(&config, &opts, &|_| {}).unwrap());
+}
+
+/// chaos: the 1M-device fleet (about 1.13M rows) at rate 0.05.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn chaos_1m_devices(bencher: Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = generate(&Config::default(), &generate_options(dir.path()), &|_| {}).unwrap();
+    let opts = ChaosOptions {
+        input: gen.path.clone(),
+        out: dir.path().join("telemetry.chaos.parquet"),
+        log: dir.path().join("chaos_log.parquet"),
+        rate: 0.05,
+        seed: 42,
+    };
+    bencher
+        .counter(ItemsCount::new(gen.rows))
+        .bench(|| chaos(&opts, &|_| {}).unwrap());
+}

@@ -1,0 +1,786 @@
+//! `chaos` (SPEC section 9): corrupts about `rate` of the rows of a telemetry file the way real
+//! exports go wrong, deterministically per seed, and logs every change with the reason the sanitizer
+//! must give for it.
+//!
+//! Each input row's fate is a pure function of (seed, row index): a hash decides whether the row is
+//! touched, which kind of corruption it gets, and which column and value. So the plan needs no
+//! memory, the output does not depend on chunk sizes or threads, and a first pass over the row
+//! indices alone can tell which typed columns will receive text. Those columns are written as text
+//! (in the contract's text forms, `schema::format_float` and `schema::format_timestamp`), because a
+//! Parquet column has one type for the whole file.
+//!
+//! Duplicates are inserted, not overwritten: an exact duplicate is a copy of a row placed right
+//! after it (the copy is quarantined, the original kept); a conflicting duplicate is a copy with a
+//! different `retry_count` (both rows are quarantined). Every other kind edits one row in place.
+//! `source_row` in the log is the row's index in the output file, which is what the sanitizer
+//! reports; `input_row` is the row of the input it came from, and `inserted` marks the copies.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::generate::{mix, parquet_writer};
+use crate::schema::{self, Kind};
+use crate::workspace::AtomicFile;
+
+/// Rows read, corrupted and written at a time.
+pub const CHUNK_ROWS: usize = 262_144;
+
+/// Salt that separates the chaos stream from the generator's for the same seed.
+const SALT: u64 = 0xC4A0_5EED_0000_0001;
+
+/// The kinds of corruption, with the reason the sanitizer must give (None: benign noise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChaosKind {
+    MissingRequired,
+    TypeMismatch,
+    OutOfRange,
+    UnknownCategory,
+    UnparseableTimestamp,
+    FutureTimestamp,
+    SignalDrop,
+    ExactDuplicate,
+    ConflictingDuplicate,
+    BenignPadding,
+    BenignCase,
+    BenignVersionPrefix,
+}
+
+/// Relative weight of each kind among the corrupted rows.
+const KIND_WEIGHTS: [(ChaosKind, u64); 12] = [
+    (ChaosKind::MissingRequired, 10),
+    (ChaosKind::TypeMismatch, 12),
+    (ChaosKind::OutOfRange, 10),
+    (ChaosKind::UnknownCategory, 9),
+    (ChaosKind::UnparseableTimestamp, 6),
+    (ChaosKind::FutureTimestamp, 6),
+    (ChaosKind::SignalDrop, 7),
+    (ChaosKind::ExactDuplicate, 8),
+    (ChaosKind::ConflictingDuplicate, 6),
+    (ChaosKind::BenignPadding, 10),
+    (ChaosKind::BenignCase, 8),
+    (ChaosKind::BenignVersionPrefix, 8),
+];
+
+impl ChaosKind {
+    pub const ALL: [ChaosKind; 12] = [
+        ChaosKind::MissingRequired,
+        ChaosKind::TypeMismatch,
+        ChaosKind::OutOfRange,
+        ChaosKind::UnknownCategory,
+        ChaosKind::UnparseableTimestamp,
+        ChaosKind::FutureTimestamp,
+        ChaosKind::SignalDrop,
+        ChaosKind::ExactDuplicate,
+        ChaosKind::ConflictingDuplicate,
+        ChaosKind::BenignPadding,
+        ChaosKind::BenignCase,
+        ChaosKind::BenignVersionPrefix,
+    ];
+
+    /// The name in the chaos log.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChaosKind::MissingRequired => "missing_required",
+            ChaosKind::TypeMismatch => "type_mismatch",
+            ChaosKind::OutOfRange => "out_of_range",
+            ChaosKind::UnknownCategory => "unknown_category",
+            ChaosKind::UnparseableTimestamp => "unparseable_timestamp",
+            ChaosKind::FutureTimestamp => "future_timestamp",
+            ChaosKind::SignalDrop => "signal_drop",
+            ChaosKind::ExactDuplicate => "exact_duplicate",
+            ChaosKind::ConflictingDuplicate => "conflicting_duplicate",
+            ChaosKind::BenignPadding => "benign_padding",
+            ChaosKind::BenignCase => "benign_case",
+            ChaosKind::BenignVersionPrefix => "benign_version_prefix",
+        }
+    }
+
+    /// The reason code the sanitizer must give a row changed this way; None for benign noise.
+    pub fn expected_reason(self) -> Option<&'static str> {
+        match self {
+            ChaosKind::MissingRequired => Some("MISSING_REQUIRED"),
+            ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => Some("TYPE_MISMATCH"),
+            ChaosKind::OutOfRange => Some("OUT_OF_RANGE"),
+            ChaosKind::UnknownCategory => Some("UNKNOWN_CATEGORY"),
+            ChaosKind::FutureTimestamp => Some("BAD_TIMESTAMP"),
+            ChaosKind::SignalDrop => Some("SIGNAL_DROP"),
+            ChaosKind::ExactDuplicate => Some("DUPLICATE"),
+            ChaosKind::ConflictingDuplicate => Some("CONFLICT"),
+            ChaosKind::BenignPadding | ChaosKind::BenignCase | ChaosKind::BenignVersionPrefix => None,
+        }
+    }
+}
+
+/// What one input row gets: a kind and a hash that picks the column and value.
+#[derive(Clone, Copy, Debug)]
+struct RowPlan {
+    kind: ChaosKind,
+    pick: u64,
+}
+
+fn plan_row(seed: u64, rate: f64, row: u64) -> Option<RowPlan> {
+    let h = mix(seed ^ SALT, row);
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    if u >= rate {
+        return None;
+    }
+    let total: u64 = KIND_WEIGHTS.iter().map(|(_, w)| w).sum();
+    let mut k = mix(h, 1) % total;
+    let kind = KIND_WEIGHTS
+        .iter()
+        .find(|(_, w)| {
+            if k < *w {
+                true
+            } else {
+                k -= w;
+                false
+            }
+        })
+        .map(|(kind, _)| *kind)
+        .expect("weights cover the range");
+    Some(RowPlan {
+        kind,
+        pick: mix(h, 2),
+    })
+}
+
+fn choose<T: Copy>(options: &[T], pick: u64, salt: u64) -> T {
+    options[(mix(pick, salt) % options.len() as u64) as usize]
+}
+
+const TYPE_MISMATCH_COLUMNS: [&str; 10] = [
+    schema::DEVICE_ID,
+    schema::GATEWAY_ID,
+    schema::FIRMWARE_FROM,
+    schema::FIRMWARE_TARGET,
+    schema::FIRMWARE_REPORTED,
+    schema::DOWNLOAD_PCT,
+    schema::BATTERY_PCT,
+    schema::RSSI_DBM,
+    schema::BOOT_FAILURES,
+    schema::RETRY_COUNT,
+];
+const TIMESTAMP_COLUMNS: [&str; 3] = [
+    schema::UPDATE_STARTED_AT,
+    schema::LAST_HEARTBEAT_AT,
+    schema::REPORTED_AT,
+];
+
+/// The column a text-producing plan writes text into, decided without looking at the data.
+fn text_target(plan: &RowPlan) -> Option<&'static str> {
+    match plan.kind {
+        ChaosKind::TypeMismatch => Some(choose(&TYPE_MISMATCH_COLUMNS, plan.pick, 3)),
+        ChaosKind::UnparseableTimestamp => Some(choose(&TIMESTAMP_COLUMNS, plan.pick, 3)),
+        _ => None,
+    }
+}
+
+fn garbage_for(column: &str, pick: u64) -> String {
+    let options: &[&str] = match column {
+        schema::DEVICE_ID => &["dev#0042", "-SEN-100-00AF", "SEN 100 7F3A", "SEN-100/7F3A"],
+        schema::GATEWAY_ID => &["gw/us-east/07", "#gw-01", "gw us-east 07"],
+        schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
+            &["4.2", "04.2.0", "latest", "4.2.0.1", "4.x.0"]
+        }
+        schema::DOWNLOAD_PCT | schema::BATTERY_PCT => &["abc", "12%", "N/A", "--", "1,5"],
+        _ => &["3.0", "abc", "7x", "two"],
+    };
+    if column == schema::DEVICE_ID && pick % 5 == 4 {
+        return "X".repeat(65);
+    }
+    choose(options, pick, 4).to_string()
+}
+
+/// A value of a column, typed as the output column holds it or as text.
+#[derive(Clone, Debug, PartialEq)]
+enum Cell {
+    Null,
+    Text(String),
+    Float(f64),
+    Int(i64),
+    Time(i64),
+}
+
+impl Cell {
+    fn text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Text(s) => Some(s.clone()),
+            Cell::Float(x) => Some(schema::format_float(*x)),
+            Cell::Int(i) => Some(i.to_string()),
+            Cell::Time(t) => Some(schema::format_timestamp(*t)),
+        }
+    }
+}
+
+/// What `chaos` is asked to do.
+#[derive(Clone, Debug)]
+pub struct ChaosOptions {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub log: PathBuf,
+    pub rate: f64,
+    pub seed: u64,
+}
+
+/// What `chaos` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChaosSummary {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Rows in the log (each changed or inserted row once).
+    pub rows_logged: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    /// Typed columns that the output holds as text.
+    pub text_columns: Vec<&'static str>,
+    pub out: PathBuf,
+    pub log: PathBuf,
+    pub seconds: f64,
+}
+
+/// One row of the chaos log.
+struct LogEntry {
+    source_row: u64,
+    column: String,
+    kind: ChaosKind,
+    before: Option<String>,
+    after: Option<String>,
+    input_row: u64,
+    inserted: bool,
+}
+
+/// Reads the input's schema and checks that every contract column is there with a usable type.
+fn input_schema(path: &Path) -> Result<(Schema, usize)> {
+    let file = File::open(path).with_context(|| format!("opening chaos input {}", path.display()))?;
+    let mut reader = ParquetReader::new(file);
+    let arrow = reader
+        .schema()
+        .with_context(|| format!("reading {}: not a readable Parquet file", path.display()))?;
+    let rows = reader
+        .num_rows()
+        .with_context(|| format!("reading {}: not a readable Parquet file", path.display()))?;
+    let schema = Schema::from_arrow_schema(&arrow);
+    for c in &schema::COLUMNS {
+        let Some(dtype) = schema.get(c.name) else {
+            bail!("{}: required column `{}` is missing", path.display(), c.name);
+        };
+        let fits = match c.kind {
+            _ if dtype.is_string() => true,
+            Kind::Text => false,
+            Kind::Float => dtype.is_primitive_numeric(),
+            Kind::Int => dtype.is_integer(),
+            Kind::Timestamp => matches!(dtype, DataType::Datetime(..)),
+        };
+        if !fits {
+            bail!(
+                "{}: column `{}` has type {dtype}, expected {} or text",
+                path.display(),
+                c.name,
+                c.kind.name()
+            );
+        }
+    }
+    Ok((schema, rows))
+}
+
+/// Corrupts `opts.input` into `opts.out` and logs every change into `opts.log`. `progress` is
+/// called with the number of input rows done after each chunk.
+pub fn chaos(opts: &ChaosOptions, progress: &dyn Fn(u64)) -> Result<ChaosSummary> {
+    if !(0.0..=1.0).contains(&opts.rate) {
+        bail!("--rate must be between 0 and 1, got {}", opts.rate);
+    }
+    let started = Instant::now();
+    let (in_schema, rows_in) = input_schema(&opts.input)?;
+
+    // First pass over row indices only: which typed columns receive text somewhere.
+    let mut text_columns: Vec<&'static str> = schema::COLUMNS
+        .iter()
+        .filter(|c| c.kind == Kind::Text || in_schema.get(c.name).is_some_and(DataType::is_string))
+        .map(|c| c.name)
+        .collect();
+    let typed_targets = TYPE_MISMATCH_COLUMNS.len() + TIMESTAMP_COLUMNS.len();
+    for row in 0..rows_in as u64 {
+        if let Some(target) = plan_row(opts.seed, opts.rate, row).as_ref().and_then(text_target) {
+            if !text_columns.contains(&target) {
+                text_columns.push(target);
+                if text_columns.len() >= typed_targets + 4 {
+                    break;
+                }
+            }
+        }
+    }
+    let out_kinds: Vec<Kind> = schema::COLUMNS
+        .iter()
+        .map(|c| if text_columns.contains(&c.name) { Kind::Text } else { c.kind })
+        .collect();
+    let extras: Vec<(PlSmallStr, DataType)> = in_schema
+        .iter()
+        .filter(|(name, _)| schema::column(name).is_none())
+        .map(|(n, d)| (n.clone(), d.clone()))
+        .collect();
+    let out_schema: Schema = schema::COLUMNS
+        .iter()
+        .zip(&out_kinds)
+        .map(|(c, k)| Field::new(c.name.into(), k.dtype()))
+        .chain(extras.iter().map(|(n, d)| Field::new(n.clone(), d.clone())))
+        .collect();
+
+    let mut out_file = AtomicFile::create(&opts.out)?;
+    let mut log_file = AtomicFile::create(&opts.log)?;
+    let mut out_writer = parquet_writer(out_file.file())
+        .batched(&out_schema)
+        .with_context(|| format!("starting {}", opts.out.display()))?;
+    let mut log_writer = parquet_writer(log_file.file())
+        .batched(&log_schema())
+        .with_context(|| format!("starting {}", opts.log.display()))?;
+
+    let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut rows_out = 0u64;
+    let mut rows_logged = 0u64;
+    let mut offset = 0usize;
+    while offset < rows_in {
+        let len = CHUNK_ROWS.min(rows_in - offset);
+        let file = File::open(&opts.input)
+            .with_context(|| format!("opening chaos input {}", opts.input.display()))?;
+        let chunk = ParquetReader::new(file)
+            .with_slice(Some((offset, len)))
+            .finish()
+            .with_context(|| format!("reading {}", opts.input.display()))?;
+        let (df, log) = corrupt_chunk(&chunk, &out_kinds, &extras, opts, offset as u64, rows_out)
+            .with_context(|| format!("corrupting rows of {}", opts.input.display()))?;
+        for e in &log {
+            if !(e.kind == ChaosKind::ConflictingDuplicate && !e.inserted) {
+                *by_kind.entry(e.kind.name()).or_default() += 1;
+            }
+        }
+        rows_out += df.height() as u64;
+        rows_logged += log.len() as u64;
+        out_writer
+            .write_batch(&df)
+            .with_context(|| format!("writing {}", opts.out.display()))?;
+        if !log.is_empty() {
+            log_writer
+                .write_batch(&log_frame(log)?)
+                .with_context(|| format!("writing {}", opts.log.display()))?;
+        }
+        offset += len;
+        progress(offset as u64);
+    }
+    out_writer
+        .finish()
+        .with_context(|| format!("finishing {}", opts.out.display()))?;
+    log_writer
+        .finish()
+        .with_context(|| format!("finishing {}", opts.log.display()))?;
+    drop((out_writer, log_writer));
+    out_file.commit()?;
+    log_file.commit()?;
+    Ok(ChaosSummary {
+        rows_in: rows_in as u64,
+        rows_out,
+        rows_logged,
+        by_kind,
+        text_columns: schema::COLUMNS
+            .iter()
+            .zip(&out_kinds)
+            .filter(|(c, k)| c.kind != Kind::Text && **k == Kind::Text)
+            .map(|(c, _)| c.name)
+            .collect(),
+        out: opts.out.clone(),
+        log: opts.log.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The log's columns: source_row, column, kind, before, after, expected_reason, input_row, inserted.
+pub fn log_schema() -> Schema {
+    [
+        Field::new("source_row".into(), DataType::UInt64),
+        Field::new("column".into(), DataType::String),
+        Field::new("kind".into(), DataType::String),
+        Field::new("before".into(), DataType::String),
+        Field::new("after".into(), DataType::String),
+        Field::new("expected_reason".into(), DataType::String),
+        Field::new("input_row".into(), DataType::UInt64),
+        Field::new("inserted".into(), DataType::Boolean),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn log_frame(log: Vec<LogEntry>) -> PolarsResult<DataFrame> {
+    let n = log.len();
+    let columns = vec![
+        UInt64Chunked::from_iter_values("source_row".into(), log.iter().map(|e| e.source_row)).into_column(),
+        StringChunked::from_iter_values("column".into(), log.iter().map(|e| e.column.as_str())).into_column(),
+        StringChunked::from_iter_values("kind".into(), log.iter().map(|e| e.kind.name())).into_column(),
+        StringChunked::from_iter_options("before".into(), log.iter().map(|e| e.before.as_deref())).into_column(),
+        StringChunked::from_iter_options("after".into(), log.iter().map(|e| e.after.as_deref())).into_column(),
+        StringChunked::from_iter_options("expected_reason".into(), log.iter().map(|e| e.kind.expected_reason()))
+            .into_column(),
+        UInt64Chunked::from_iter_values("input_row".into(), log.iter().map(|e| e.input_row)).into_column(),
+        BooleanChunked::from_iter_values("inserted".into(), log.iter().map(|e| e.inserted)).into_column(),
+    ];
+    DataFrame::new(n, columns)
+}
+
+/// A chunk's contract columns in canonical order, each as its output kind (typed columns in their
+/// canonical dtype, the others as text in the contract's text forms).
+fn canonical_columns(chunk: &DataFrame, out_kinds: &[Kind]) -> Result<Vec<Series>> {
+    schema::COLUMNS
+        .iter()
+        .zip(out_kinds)
+        .map(|(c, kind)| {
+            let s = chunk.column(c.name)?.as_materialized_series().clone();
+            let out = match kind {
+                Kind::Text if s.dtype().is_string() => s,
+                Kind::Text => as_text(&s)?,
+                Kind::Timestamp => {
+                    let DataType::Datetime(unit, _) = s.dtype() else {
+                        bail!("column `{}` is not a timestamp", c.name);
+                    };
+                    let unit = *unit;
+                    let micros: Int64Chunked = s
+                        .to_physical_repr()
+                        .i64()?
+                        .apply_values(|v| schema::to_micros(v, unit));
+                    micros.into_datetime(TimeUnit::Microseconds, None).into_series()
+                }
+                _ => s.strict_cast(&kind.dtype())?,
+            };
+            Ok(out.with_name(c.name.into()))
+        })
+        .collect()
+}
+
+/// A typed column in the contract's text forms.
+fn as_text(s: &Series) -> Result<Series> {
+    let text: StringChunked = match s.dtype() {
+        DataType::Datetime(unit, _) => {
+            let unit = *unit;
+            let phys = s.to_physical_repr();
+            phys.i64()?
+                .iter()
+                .map(|v| v.map(|v| schema::format_timestamp(schema::to_micros(v, unit))))
+                .collect()
+        }
+        d if d.is_float() => s
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.map(schema::format_float))
+            .collect(),
+        d if d.is_integer() => s
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        d => bail!("column `{}` of type {d} has no text form", s.name()),
+    };
+    Ok(text.into_series())
+}
+
+/// Corrupts one chunk. `first_row` is the chunk's first input row, `first_out` the output row its
+/// first row lands on.
+fn corrupt_chunk(
+    chunk: &DataFrame,
+    out_kinds: &[Kind],
+    extras: &[(PlSmallStr, DataType)],
+    opts: &ChaosOptions,
+    first_row: u64,
+    first_out: u64,
+) -> Result<(DataFrame, Vec<LogEntry>)> {
+    let columns = canonical_columns(chunk, out_kinds)?;
+    let col_index = |name: &str| schema::COLUMNS.iter().position(|c| c.name == name).expect("contract column");
+    let cell = |col: usize, row: usize| -> Option<String> {
+        columns[col].get(row).ok().as_ref().and_then(schema::value_text)
+    };
+
+    let mut take: Vec<IdxSize> = Vec::with_capacity(chunk.height() + chunk.height() / 16);
+    // (column, output row within the chunk, new value)
+    let mut edits: Vec<(usize, usize, Cell)> = Vec::new();
+    let mut log = Vec::new();
+    for local in 0..chunk.height() {
+        let input_row = first_row + local as u64;
+        take.push(local as IdxSize);
+        let out_row = take.len() - 1;
+        let source_row = first_out + out_row as u64;
+        let Some(plan) = plan_row(opts.seed, opts.rate, input_row) else {
+            continue;
+        };
+        let mut entry = LogEntry {
+            source_row,
+            column: "*".into(),
+            kind: plan.kind,
+            before: None,
+            after: None,
+            input_row,
+            inserted: false,
+        };
+        let mut set = |edits: &mut Vec<_>, entry: &mut LogEntry, column: &str, value: Cell| {
+            let c = col_index(column);
+            entry.column = column.to_string();
+            entry.before = cell(c, local);
+            entry.after = value.text();
+            edits.push((c, out_row, value));
+        };
+        let pick = plan.pick;
+        match plan.kind {
+            ChaosKind::MissingRequired => {
+                let required: Vec<&str> = schema::COLUMNS.iter().filter(|c| c.required).map(|c| c.name).collect();
+                let column = choose(&required, pick, 3);
+                let value = if out_kinds[col_index(column)] == Kind::Text && pick % 2 == 0 {
+                    Cell::Text(choose(&["", "   ", "\t"], pick, 4).to_string())
+                } else {
+                    Cell::Null
+                };
+                set(&mut edits, &mut entry, column, value);
+            }
+            ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => {
+                let column = text_target(&plan).expect("text kinds have a target");
+                let value = if plan.kind == ChaosKind::TypeMismatch {
+                    garbage_for(column, pick)
+                } else {
+                    choose(
+                        &["yesterday", "2026-13-45T25:61:00Z", "1764078312", "2026-11-25 13:45:12", "25/11/2026 13:45"],
+                        pick,
+                        4,
+                    )
+                    .to_string()
+                };
+                set(&mut edits, &mut entry, column, Cell::Text(value));
+            }
+            ChaosKind::OutOfRange => {
+                let column = choose(
+                    &[schema::DOWNLOAD_PCT, schema::BATTERY_PCT, schema::RSSI_DBM, schema::BOOT_FAILURES, schema::RETRY_COUNT],
+                    pick,
+                    3,
+                );
+                let value = match column {
+                    // Above 100 only: a negative download of a succeeded row would also be INCONSISTENT.
+                    schema::DOWNLOAD_PCT => Cell::Float(choose(&[100.5, 250.0, f64::NAN, f64::INFINITY], pick, 4)),
+                    schema::BATTERY_PCT => Cell::Float(choose(&[-1.0, 180.5, f64::NAN, f64::NEG_INFINITY], pick, 4)),
+                    schema::RSSI_DBM => Cell::Int(choose(&[12, -200, 5], pick, 4)),
+                    schema::BOOT_FAILURES => Cell::Int(choose(&[-1, 5000], pick, 4)),
+                    _ => Cell::Int(choose(&[-2, 99_999], pick, 4)),
+                };
+                set(&mut edits, &mut entry, column, value);
+            }
+            ChaosKind::UnknownCategory => {
+                let column = choose(&[schema::REGION, schema::HW_MODEL, schema::OTA_STATUS, schema::ERROR_CODE], pick, 3);
+                let value = match column {
+                    schema::REGION => choose(&["mars-north", "us-east-9", "antarctica"], pick, 4),
+                    schema::HW_MODEL => choose(&["SEN-999", "TOASTER-1"], pick, 4),
+                    schema::OTA_STATUS => choose(&["paused", "exploded", "unknown"], pick, 4),
+                    _ => choose(&["E_GREMLINS", "E_UNKNOWN"], pick, 4),
+                };
+                set(&mut edits, &mut entry, column, Cell::Text(value.to_string()));
+            }
+            ChaosKind::FutureTimestamp => {
+                const TEN_YEARS: i64 = 3650 * 86_400 * 1_000_000;
+                let column = choose(&TIMESTAMP_COLUMNS, pick, 3);
+                let c = col_index(column);
+                let current = cell(c, local)
+                    .as_deref()
+                    .and_then(schema::parse_timestamp)
+                    .unwrap_or(4_070_908_800_000_000 - TEN_YEARS);
+                let value = current + TEN_YEARS;
+                let value = if out_kinds[c] == Kind::Text {
+                    Cell::Text(schema::format_timestamp(value))
+                } else {
+                    Cell::Time(value)
+                };
+                set(&mut edits, &mut entry, column, value);
+            }
+            ChaosKind::SignalDrop => {
+                let mut before = Vec::new();
+                for c in schema::COLUMNS.iter().filter(|c| c.signal) {
+                    let i = col_index(c.name);
+                    before.push(format!("{}={}", c.name, cell(i, local).unwrap_or_else(|| "null".into())));
+                    edits.push((i, out_row, Cell::Null));
+                }
+                entry.before = Some(before.join(";"));
+            }
+            ChaosKind::ExactDuplicate | ChaosKind::ConflictingDuplicate => {
+                take.push(local as IdxSize);
+                let mut copy = LogEntry {
+                    source_row: source_row + 1,
+                    column: "*".into(),
+                    kind: plan.kind,
+                    before: None,
+                    after: None,
+                    input_row,
+                    inserted: true,
+                };
+                if plan.kind == ChaosKind::ConflictingDuplicate {
+                    let c = col_index(schema::RETRY_COUNT);
+                    let current = cell(c, local);
+                    let n = current.as_deref().and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+                    let next = if n >= 1000 { n - 1 } else { n + 1 };
+                    let value = if out_kinds[c] == Kind::Text { Cell::Text(next.to_string()) } else { Cell::Int(next) };
+                    copy.column = schema::RETRY_COUNT.into();
+                    copy.before = current;
+                    copy.after = value.text();
+                    edits.push((c, out_row + 1, value));
+                    log.push(entry);
+                }
+                log.push(copy);
+                continue;
+            }
+            ChaosKind::BenignPadding => {
+                let texts = [
+                    schema::DEVICE_ID,
+                    schema::REGION,
+                    schema::HW_MODEL,
+                    schema::GATEWAY_ID,
+                    schema::FIRMWARE_FROM,
+                    schema::FIRMWARE_TARGET,
+                    schema::FIRMWARE_REPORTED,
+                    schema::OTA_STATUS,
+                    schema::ERROR_CODE,
+                ];
+                let (column, v) = first_present(&texts, pick, &|n| cell(col_index(n), local), schema::REGION);
+                let padded = match pick % 4 {
+                    0 => format!(" {v}"),
+                    1 => format!("{v}  "),
+                    2 => format!("\t{v}\n"),
+                    _ => format!("  {v} \r\n"),
+                };
+                set(&mut edits, &mut entry, column, Cell::Text(padded));
+            }
+            ChaosKind::BenignCase => {
+                let enums = [schema::REGION, schema::HW_MODEL, schema::OTA_STATUS, schema::ERROR_CODE];
+                let (column, v) = first_present(&enums, pick, &|n| cell(col_index(n), local), schema::REGION);
+                let upper = v.to_uppercase();
+                let changed = if upper != v { upper } else { v.to_lowercase() };
+                set(&mut edits, &mut entry, column, Cell::Text(changed));
+            }
+            ChaosKind::BenignVersionPrefix => {
+                let versions = [schema::FIRMWARE_FROM, schema::FIRMWARE_TARGET, schema::FIRMWARE_REPORTED];
+                let (column, v) = first_present(&versions, pick, &|n| cell(col_index(n), local), schema::FIRMWARE_TARGET);
+                let prefix = if pick % 2 == 0 { "v" } else { "V" };
+                set(&mut edits, &mut entry, column, Cell::Text(format!("{prefix}{v}")));
+            }
+        }
+        log.push(entry);
+    }
+
+    let idx = IdxCa::from_vec("take".into(), take);
+    let mut out_columns = Vec::with_capacity(columns.len() + extras.len());
+    edits.sort_by_key(|(c, r, _)| (*c, *r));
+    for (c, series) in columns.iter().enumerate() {
+        let taken = series.take(&idx)?;
+        let lo = edits.partition_point(|(ec, _, _)| *ec < c);
+        let hi = edits.partition_point(|(ec, _, _)| *ec <= c);
+        out_columns.push(apply_edits(taken, out_kinds[c], &edits[lo..hi])?.into_column());
+    }
+    for (name, _) in extras {
+        out_columns.push(chunk.column(name)?.take(&idx)?);
+    }
+    let mut df = DataFrame::new(idx.len(), out_columns)?;
+    df.rechunk_mut();
+    Ok((df, log))
+}
+
+/// The first non-null value among `columns`, starting at a position chosen by `pick`; falls back
+/// to `fallback` (a required column).
+fn first_present(
+    columns: &[&'static str],
+    pick: u64,
+    value: &dyn Fn(&str) -> Option<String>,
+    fallback: &'static str,
+) -> (&'static str, String) {
+    let start = (mix(pick, 3) % columns.len() as u64) as usize;
+    (0..columns.len())
+        .map(|i| columns[(start + i) % columns.len()])
+        .find_map(|c| value(c).filter(|v| !v.trim().is_empty()).map(|v| (c, v)))
+        .unwrap_or_else(|| (fallback, value(fallback).unwrap_or_default()))
+}
+
+/// Applies sorted edits (one column, output rows ascending) to a column of kind `kind`.
+fn apply_edits(series: Series, kind: Kind, edits: &[(usize, usize, Cell)]) -> Result<Series> {
+    if edits.is_empty() {
+        return Ok(series);
+    }
+    let name = series.name().clone();
+    let mut next = edits.iter().peekable();
+    let mut edit_at = |row: usize| -> Option<&Cell> {
+        // Several edits of one cell cannot happen (one plan per row), but take the last if so.
+        let mut found = None;
+        while let Some((_, r, v)) = next.peek() {
+            if *r != row {
+                break;
+            }
+            found = Some(v);
+            next.next();
+        }
+        found
+    };
+    let out = match kind {
+        Kind::Text => {
+            let ca = series.str()?;
+            let texts: Vec<Option<String>> = edits.iter().map(|(_, _, v)| v.text()).collect();
+            let mut k = 0;
+            let edited = StringChunked::from_iter_options(
+                name.clone(),
+                ca.iter().enumerate().map(|(i, v)| {
+                    let mut out = v;
+                    while k < edits.len() && edits[k].1 == i {
+                        out = texts[k].as_deref();
+                        k += 1;
+                    }
+                    out
+                }),
+            );
+            edited.into_series()
+        }
+        Kind::Float => {
+            let ca = series.f64()?;
+            let edited: Float64Chunked = ca
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match edit_at(i) {
+                    Some(Cell::Float(x)) => Some(*x),
+                    Some(_) => None,
+                    None => v,
+                })
+                .collect();
+            edited.into_series()
+        }
+        Kind::Int => {
+            let ca = series.i32()?;
+            let edited: Int32Chunked = ca
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match edit_at(i) {
+                    Some(Cell::Int(x)) => Some(*x as i32),
+                    Some(_) => None,
+                    None => v,
+                })
+                .collect();
+            edited.into_series()
+        }
+        Kind::Timestamp => {
+            let phys = series.to_physical_repr();
+            let ca = phys.i64()?;
+            let edited: Int64Chunked = ca
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match edit_at(i) {
+                    Some(Cell::Time(x)) => Some(*x),
+                    Some(_) => None,
+                    None => v,
+                })
+                .collect();
+            edited.into_datetime(TimeUnit::Microseconds, None).into_series()
+        }
+    };
+    Ok(out.with_name(name))
+}

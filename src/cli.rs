@@ -1,0 +1,123 @@
+//! The command line (SPEC section 10): commands, flags and their help, nothing else. Flags become
+//! a validated `Config` and stage options in `commands.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sentinel turns the telemetry of an IoT fleet after a firmware (OTA) campaign into answers:
+/// which reports are corrupt and why, what state every device is in, and what to do about it.
+///
+/// Every command reads and writes inside one work directory (--workdir). Exit codes: 0 success,
+/// 1 runtime or input error, 2 command-line usage error, 3 a region is HALT and --fail-on-halt was
+/// given.
+#[derive(Debug, Parser)]
+#[command(name = "sentinel", version, max_term_width = 100)]
+pub struct Cli {
+    /// Folder that holds everything the commands read and write: raw/ (telemetry), stage/,
+    /// reports/ and the database. Created when missing. Default: sentinel-out.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "sentinel-out"
+    )]
+    pub workdir: PathBuf,
+
+    /// TOML file that overrides any part of the built-in configuration (regions, models,
+    /// thresholds, costs, gate). `sentinel config` prints the effective configuration to start
+    /// from. Default: the built-in values.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Worker threads for generation, Parquet encoding and queries. Default: one per core.
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print nothing on stderr but errors: no progress, no summary.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+
+    /// Print the command's summary as one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic fleet's telemetry after an OTA campaign, with planted bottlenecks,
+    /// into raw/telemetry.parquet. The same devices, seed and as-of always give the same bytes.
+    Generate(GenerateArgs),
+    /// Corrupt a telemetry file the way real exports go wrong (nulls, garbage, impossible values,
+    /// bad timestamps, dropped signals, duplicates, conflicts, and benign noise), and log every
+    /// change with the reason the sanitizer must give.
+    Chaos(ChaosArgs),
+    /// Print the effective configuration (built-in defaults with --config applied) as TOML.
+    Config,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of devices in the fleet. About 10% of them send two or three reports, so the file
+    /// holds about 1.13 rows per device. Must be at least 1. Default: 10000.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
+    pub devices: i64,
+
+    /// Seed of the random streams; another seed gives another fleet. Default: 42.
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    pub seed: u64,
+
+    /// The moment the telemetry is exported (RFC 3339, e.g. 2026-11-25T12:00:00Z). All report
+    /// times fall before it. Default: now, in whole seconds.
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
+
+    /// Where to write the Parquet file. Default: <workdir>/raw/telemetry.parquet.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Telemetry Parquet file to corrupt. Default: <workdir>/raw/telemetry.parquet.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Where to write the corrupted file. Default: <workdir>/raw/telemetry.chaos.parquet.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Where to write the chaos log (Parquet: source_row, column, kind, before, after,
+    /// expected_reason, input_row, inserted). Default: <workdir>/raw/chaos_log.parquet.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Share of input rows to corrupt, between 0 and 1. Duplicates add a row each, so the
+    /// output grows by about rate x 14%. Default: 0.05.
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 0.05,
+        allow_negative_numbers = true
+    )]
+    pub rate: f64,
+
+    /// Seed that decides which rows are corrupted and how. Default: 42.
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Parses `--as-of`: an RFC 3339 timestamp, into µs since the epoch.
+pub fn parse_as_of(text: &str) -> Result<i64, String> {
+    crate::schema::parse_timestamp(text.trim()).ok_or_else(|| {
+        format!("{text:?} is not an RFC 3339 timestamp such as 2026-11-25T12:00:00Z")
+    })
+}

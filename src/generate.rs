@@ -1,0 +1,799 @@
+//! `generate` (SPEC section 9): a synthetic fleet's telemetry after an OTA campaign, as Parquet in
+//! the canonical column order and types.
+//!
+//! The fleet is built in blocks of [`BLOCK`] devices. Each block draws from its own random stream,
+//! seeded from (seed, block number), so the bytes written depend only on (devices, seed, as_of) and
+//! not on how many threads generate the blocks. A row group holds [`BLOCKS_PER_GROUP`] blocks and is
+//! written before the next one is built, so memory stays flat at any fleet size.
+//!
+//! Each device first draws its *outcome* (the device state the SPEC's rules will give it), then the
+//! raw values that lead there. That keeps every generated row clean and every state reachable, and it
+//! lets the planted bottlenecks below be exact statements about the data:
+//!
+//! - a weak-signal region ([`weak_region`], `ap-south` by default): RSSI around −103 dBm instead
+//!   of −78, and 12% more failures (download timeouts and silent devices). Its failure rate is
+//!   far above the 5% HALT gate, while every other region stays near 2%.
+//! - a degraded gateway ([`degraded_gateway`], `gw-us-east-07` by default): 20% more failures
+//!   (checksum mismatches, timeouts, stalls) for the devices behind it.
+//! - a brick-prone cohort ([`brick_cohort`], SEN-100 devices updating from 3.9.8): 30% of them
+//!   boot-loop or fail to write flash and end up BRICKED.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use polars::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::schema;
+use crate::workspace::AtomicFile;
+
+/// Devices per random stream.
+pub const BLOCK: u64 = 16_384;
+/// Blocks per Parquet row group (about 290,000 rows).
+pub const BLOCKS_PER_GROUP: u64 = 16;
+
+/// The firmware every device is being updated to.
+pub const FIRMWARE_TARGET: &str = "4.2.0";
+/// Firmware the fleet updates from, with weights.
+const FIRMWARE_FROM: [(&str, f64); 5] = [
+    ("4.1.2", 38.0),
+    ("4.1.0", 26.0),
+    ("4.0.3", 16.0),
+    ("3.9.8", 10.0),
+    ("3.7.1", 10.0),
+];
+
+/// Share of the fleet by region name; a configured region not listed here weighs 5.
+const REGION_WEIGHTS: [(&str, f64); 12] = [
+    ("us-east", 18.0),
+    ("us-west", 12.0),
+    ("ca-central", 5.0),
+    ("sa-east", 5.0),
+    ("eu-west", 13.0),
+    ("eu-central", 11.0),
+    ("eu-north", 5.0),
+    ("me-central", 4.0),
+    ("af-south", 3.0),
+    ("ap-south", 8.0),
+    ("ap-southeast", 8.0),
+    ("ap-northeast", 8.0),
+];
+
+/// Share of the fleet by model name; a configured model not listed here weighs 10.
+const MODEL_WEIGHTS: [(&str, f64); 5] = [
+    ("SEN-100", 32.0),
+    ("SEN-200", 24.0),
+    ("THERM-10", 18.0),
+    ("CAM-300", 14.0),
+    ("GW-500", 12.0),
+];
+
+const HOUR: i64 = 3_600_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// What `generate` is asked to do.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub devices: u64,
+    pub seed: u64,
+    /// The moment the telemetry is exported, µs since the epoch (UTC).
+    pub as_of_us: i64,
+    pub out: PathBuf,
+}
+
+/// What `generate` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerateSummary {
+    pub devices: u64,
+    pub rows: u64,
+    pub path: PathBuf,
+    pub seconds: f64,
+}
+
+/// The planted bottlenecks of a fleet, named in the configured spelling.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bottlenecks {
+    pub weak_region: String,
+    pub degraded_gateway: String,
+    pub degraded_gateway_region: String,
+    pub brick_model: String,
+    pub brick_firmware_from: String,
+}
+
+/// The weak-signal region: `ap-south` when configured, else the last region.
+pub fn weak_region(config: &Config) -> usize {
+    config
+        .region_index("ap-south")
+        .unwrap_or(config.regions.len() - 1)
+}
+
+/// The region of the degraded gateway: the most populous one other than the weak region.
+fn degraded_region(plan: &FleetPlan) -> usize {
+    (0..plan.regions.len())
+        .filter(|&r| r != plan.weak_region || plan.regions.len() == 1)
+        .max_by(|&a, &b| plan.region_weights[a].total_cmp(&plan.region_weights[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+/// The planted bottlenecks for this configuration.
+pub fn bottlenecks(config: &Config) -> Bottlenecks {
+    let plan = FleetPlan::new(config);
+    Bottlenecks {
+        weak_region: plan.regions[plan.weak_region].clone(),
+        degraded_gateway: plan.gateway_name(plan.degraded_region, plan.degraded_gateway),
+        degraded_gateway_region: plan.regions[plan.degraded_region].clone(),
+        brick_model: plan.models[plan.brick_model].clone(),
+        brick_firmware_from: FIRMWARE_FROM[BRICK_FIRMWARE].0.to_string(),
+    }
+}
+
+/// Index into FIRMWARE_FROM of the brick-prone cohort's firmware.
+const BRICK_FIRMWARE: usize = 3;
+
+/// Everything about the fleet that does not change per device.
+struct FleetPlan {
+    regions: Vec<String>,
+    region_weights: Vec<f64>,
+    region_cdf: Vec<f64>,
+    gateways: Vec<usize>,
+    models: Vec<String>,
+    model_battery: Vec<bool>,
+    model_cdf: Vec<f64>,
+    firmware_cdf: Vec<f64>,
+    weak_region: usize,
+    degraded_region: usize,
+    degraded_gateway: usize,
+    brick_model: usize,
+}
+
+fn cdf(weights: &[f64]) -> Vec<f64> {
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
+fn pick(cdf: &[f64], u: f64) -> usize {
+    cdf.iter().position(|&c| u < c).unwrap_or(cdf.len() - 1)
+}
+
+impl FleetPlan {
+    fn new(config: &Config) -> FleetPlan {
+        let weight_of = |table: &[(&str, f64)], name: &str, default: f64| {
+            table
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map_or(default, |(_, w)| *w)
+        };
+        let regions = config.regions.clone();
+        let region_weights: Vec<f64> = regions
+            .iter()
+            .map(|r| weight_of(&REGION_WEIGHTS, r, 5.0))
+            .collect();
+        let gateways = region_weights
+            .iter()
+            .map(|w| 3 + (w / 2.0) as usize)
+            .collect();
+        // Models in a fixed order: the config's table is sorted by name.
+        let models: Vec<String> = config.models.keys().cloned().collect();
+        let model_battery = config.models.values().map(|m| m.battery).collect();
+        let model_weights: Vec<f64> = models
+            .iter()
+            .map(|m| weight_of(&MODEL_WEIGHTS, m, 10.0))
+            .collect();
+        let brick_model = models
+            .iter()
+            .position(|m| m.eq_ignore_ascii_case("SEN-100"))
+            .or_else(|| config.models.values().position(|m| !m.dual_bank))
+            .unwrap_or(0);
+        let weak_region = weak_region(config);
+        let mut plan = FleetPlan {
+            region_cdf: cdf(&region_weights),
+            region_weights,
+            regions,
+            gateways,
+            model_cdf: cdf(&model_weights),
+            models,
+            model_battery,
+            firmware_cdf: cdf(&FIRMWARE_FROM.map(|(_, w)| w)),
+            weak_region,
+            degraded_region: 0,
+            degraded_gateway: 0,
+            brick_model,
+        };
+        plan.degraded_region = degraded_region(&plan);
+        plan.degraded_gateway = 6.min(plan.gateways[plan.degraded_region] - 1);
+        plan
+    }
+
+    fn gateway_name(&self, region: usize, gateway: usize) -> String {
+        format!("gw-{}-{:02}", self.regions[region].to_ascii_lowercase(), gateway + 1)
+    }
+}
+
+/// The device state a device is generated to end in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Healthy,
+    Updating,
+    Partial,
+    RolledBack,
+    Stalled,
+    Bricked,
+    Unreachable,
+}
+
+/// Why a device fails, which shapes its error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    None,
+    Base,
+    WeakSignal,
+    Gateway,
+    BrickCohort,
+}
+
+/// Column buffers of one block.
+struct Block {
+    device_id: Vec<String>,
+    region: Vec<u16>,
+    hw_model: Vec<u16>,
+    gateway: Vec<Option<String>>,
+    firmware_from: Vec<u8>,
+    firmware_reported: Vec<Option<u8>>,
+    ota_status: Vec<u8>,
+    error_code: Vec<Option<u8>>,
+    download_pct: Vec<Option<f64>>,
+    battery_pct: Vec<Option<f64>>,
+    rssi_dbm: Vec<Option<i32>>,
+    boot_failures: Vec<Option<i32>>,
+    retry_count: Vec<Option<i32>>,
+    update_started_at: Vec<i64>,
+    last_heartbeat_at: Vec<Option<i64>>,
+    reported_at: Vec<i64>,
+}
+
+/// firmware_reported: the old image or the target.
+const REPORTED_FROM: u8 = 0;
+const REPORTED_TARGET: u8 = 1;
+
+/// Indices into schema::OTA_STATUSES and schema::ERROR_CODES.
+const QUEUED: u8 = 0;
+const DOWNLOADING: u8 = 1;
+const INSTALLING: u8 = 2;
+const SUCCEEDED: u8 = 3;
+const FAILED: u8 = 4;
+const ROLLED_BACK: u8 = 5;
+const TIMED_OUT: u8 = 6;
+const E_DOWNLOAD_TIMEOUT: u8 = 0;
+const E_CHECKSUM_MISMATCH: u8 = 1;
+const E_SIGNATURE_INVALID: u8 = 2;
+const E_INSUFFICIENT_STORAGE: u8 = 3;
+const E_FLASH_WRITE: u8 = 4;
+const E_POWER_LOSS: u8 = 5;
+const E_BOOT_LOOP: u8 = 6;
+
+/// One report before it is pushed into the block.
+struct Report {
+    status: u8,
+    error: Option<u8>,
+    download: Option<f64>,
+    reported_fw: Option<u8>,
+    boot_failures: Option<i32>,
+    retry_count: Option<i32>,
+    heartbeat: Option<i64>,
+    reported_at: i64,
+}
+
+struct DeviceGen<'a> {
+    plan: &'a FleetPlan,
+    rng: Pcg64Mcg,
+    as_of: i64,
+}
+
+impl DeviceGen<'_> {
+    fn u(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.u() < p
+    }
+
+    fn between(&mut self, low: i64, high: i64) -> i64 {
+        self.rng.random_range(low..high)
+    }
+
+    fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        let u1 = 1.0 - self.u();
+        let u2 = self.u();
+        mean + sd * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    fn pct(&mut self, low: f64, high: f64) -> f64 {
+        ((low + (high - low) * self.u()) * 10.0).round() / 10.0
+    }
+
+    fn retries(&mut self) -> i32 {
+        let u = self.u();
+        match u {
+            _ if u < 0.35 => 0,
+            _ if u < 0.55 => 1,
+            _ if u < 0.70 => 2,
+            _ if u < 0.80 => 3,
+            _ if u < 0.88 => 4,
+            _ => self.rng.random_range(5..9),
+        }
+    }
+
+    fn outcome(&mut self, region: usize, gateway: Option<usize>, model: usize, fw: usize) -> (Outcome, Cause) {
+        let plan = self.plan;
+        if model == plan.brick_model && fw == BRICK_FIRMWARE && self.chance(0.30) {
+            return (Outcome::Bricked, Cause::BrickCohort);
+        }
+        if region == plan.degraded_region && gateway == Some(plan.degraded_gateway) && self.chance(0.20) {
+            let o = if self.chance(0.7) { Outcome::Partial } else { Outcome::Stalled };
+            return (o, Cause::Gateway);
+        }
+        if region == plan.weak_region && self.chance(0.12) {
+            let o = if self.chance(0.65) { Outcome::Partial } else { Outcome::Unreachable };
+            return (o, Cause::WeakSignal);
+        }
+        if self.chance(0.009) {
+            let u = self.u();
+            let o = match u {
+                _ if u < 0.32 => Outcome::Partial,
+                _ if u < 0.54 => Outcome::RolledBack,
+                _ if u < 0.74 => Outcome::Unreachable,
+                _ if u < 0.88 => Outcome::Stalled,
+                _ => Outcome::Bricked,
+            };
+            return (o, Cause::Base);
+        }
+        if self.chance(0.045) {
+            (Outcome::Updating, Cause::None)
+        } else {
+            (Outcome::Healthy, Cause::None)
+        }
+    }
+
+    /// The final report of a device in `outcome`, and when its update started.
+    fn final_report(&mut self, outcome: Outcome, cause: Cause) -> (Report, i64) {
+        let as_of = self.as_of;
+        let reported_at = as_of - self.between(0, 10 * MINUTE);
+        let fresh = |g: &mut Self| Some(reported_at - g.between(0, 6 * HOUR));
+        let stale = |g: &mut Self| {
+            if g.chance(0.15) {
+                None
+            } else {
+                Some(reported_at - g.between(26 * HOUR, 60 * HOUR))
+            }
+        };
+        let mut started = as_of - self.between(30 * MINUTE, 46 * HOUR);
+        let mut r = Report {
+            status: SUCCEEDED,
+            error: None,
+            download: Some(100.0),
+            reported_fw: Some(REPORTED_TARGET),
+            boot_failures: Some(0),
+            retry_count: Some(0),
+            heartbeat: None,
+            reported_at,
+        };
+        match outcome {
+            Outcome::Healthy => {
+                started = as_of - self.between(30 * MINUTE, 68 * HOUR);
+                r.boot_failures = Some(if self.chance(0.9) { 0 } else { self.rng.random_range(1..3) });
+                r.retry_count = Some(if self.chance(0.8) { 0 } else { self.rng.random_range(1..4) });
+                r.heartbeat = fresh(self);
+            }
+            Outcome::Updating => {
+                r.reported_fw = Some(REPORTED_FROM);
+                let u = self.u();
+                if u < 0.25 {
+                    r.status = QUEUED;
+                    r.download = if self.chance(0.5) { Some(0.0) } else { None };
+                } else if u < 0.65 {
+                    r.status = DOWNLOADING;
+                    r.download = Some(self.pct(1.0, 99.0));
+                } else if u < 0.85 {
+                    r.status = INSTALLING;
+                } else {
+                    // Succeeded, not yet confirmed by the device.
+                    r.reported_fw = None;
+                }
+                r.heartbeat = fresh(self);
+            }
+            Outcome::Partial => {
+                r.reported_fw = Some(REPORTED_FROM);
+                let (status, error, download) = match cause {
+                    Cause::WeakSignal => (
+                        if self.chance(0.6) { TIMED_OUT } else { FAILED },
+                        E_DOWNLOAD_TIMEOUT,
+                        self.pct(5.0, 95.0),
+                    ),
+                    Cause::Gateway if self.chance(0.6) => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
+                    Cause::Gateway => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
+                    _ => match self.rng.random_range(0..5) {
+                        0 => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
+                        1 => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
+                        2 => (FAILED, E_SIGNATURE_INVALID, 100.0),
+                        3 => (FAILED, E_INSUFFICIENT_STORAGE, self.pct(0.0, 100.0)),
+                        _ => (FAILED, E_POWER_LOSS, self.pct(10.0, 100.0)),
+                    },
+                };
+                r.status = status;
+                r.error = Some(error);
+                r.download = Some(download);
+                r.boot_failures = Some(self.rng.random_range(0..3));
+                r.retry_count = Some(self.retries());
+                r.heartbeat = fresh(self);
+            }
+            Outcome::RolledBack => {
+                r.reported_fw = Some(REPORTED_FROM);
+                if self.chance(0.85) {
+                    r.status = ROLLED_BACK;
+                    r.error = match self.rng.random_range(0..3) {
+                        0 => None,
+                        1 => Some(E_SIGNATURE_INVALID),
+                        _ => Some(E_BOOT_LOOP),
+                    };
+                    r.boot_failures = Some(self.rng.random_range(0..3));
+                }
+                // else: a false success, the device booted back into the old image.
+                r.retry_count = Some(self.retries());
+                r.heartbeat = fresh(self);
+            }
+            Outcome::Stalled => {
+                started = as_of - self.between(49 * HOUR, 70 * HOUR);
+                r.reported_fw = Some(REPORTED_FROM);
+                match self.rng.random_range(0..3) {
+                    0 => {
+                        r.status = QUEUED;
+                        r.download = Some(0.0);
+                    }
+                    1 => {
+                        r.status = DOWNLOADING;
+                        r.download = Some(self.pct(1.0, 99.0));
+                    }
+                    _ => r.status = INSTALLING,
+                }
+                r.retry_count = Some(self.retries());
+                r.heartbeat = fresh(self);
+            }
+            Outcome::Bricked => {
+                let boot_loop = cause == Cause::BrickCohort && self.chance(0.8) || self.chance(0.6);
+                r.retry_count = Some(self.retries());
+                if boot_loop {
+                    r.status = [FAILED, ROLLED_BACK, INSTALLING][self.rng.random_range(0..3)];
+                    r.error = Some(if self.chance(0.6) { E_BOOT_LOOP } else { E_FLASH_WRITE });
+                    r.boot_failures = Some(self.rng.random_range(3..13));
+                    r.reported_fw = if self.chance(0.5) { Some(REPORTED_FROM) } else { None };
+                    r.heartbeat = if self.chance(0.7) { fresh(self) } else { stale(self) };
+                } else {
+                    // Went silent after the image was fully downloaded, while installing.
+                    r.status = [INSTALLING, FAILED, TIMED_OUT][self.rng.random_range(0..3)];
+                    r.error = match r.status {
+                        INSTALLING => None,
+                        _ if self.chance(0.5) => Some(E_POWER_LOSS),
+                        _ => Some(E_FLASH_WRITE),
+                    };
+                    r.boot_failures = if self.chance(0.5) { None } else { Some(self.rng.random_range(0..3)) };
+                    r.reported_fw = None;
+                    r.heartbeat = Some(reported_at - self.between(26 * HOUR, 60 * HOUR));
+                }
+            }
+            Outcome::Unreachable => {
+                r.retry_count = Some(self.retries());
+                r.heartbeat = stale(self);
+                if self.chance(0.6) || cause == Cause::WeakSignal {
+                    // Silent before the image was fully downloaded.
+                    r.reported_fw = Some(REPORTED_FROM);
+                    match self.rng.random_range(0..3) {
+                        0 => {
+                            r.status = QUEUED;
+                            r.download = None;
+                        }
+                        1 => {
+                            r.status = DOWNLOADING;
+                            r.download = Some(self.pct(1.0, 99.0));
+                        }
+                        _ => {
+                            r.status = TIMED_OUT;
+                            r.error = Some(E_DOWNLOAD_TIMEOUT);
+                            r.download = Some(self.pct(1.0, 99.0));
+                        }
+                    }
+                } else if self.chance(0.7) {
+                    // Reported success, then never confirmed the new image.
+                    r.reported_fw = None;
+                } else {
+                    r.status = ROLLED_BACK;
+                    r.reported_fw = Some(REPORTED_FROM);
+                }
+            }
+        }
+        (r, started)
+    }
+
+    /// The device's earlier progress snapshots, oldest first.
+    fn snapshots(&mut self, count: usize, started: i64, last: &Report) -> Vec<Report> {
+        let gap = last.reported_at - started;
+        let mut fracs: Vec<f64> = (0..count).map(|_| 0.05 + 0.85 * self.u()).collect();
+        fracs.sort_by(f64::total_cmp);
+        let mut download = 0.0;
+        fracs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let at = started + (gap as f64 * f) as i64 + i as i64;
+                let (status, dl) = if i == 0 && self.chance(0.5) {
+                    (QUEUED, Some(0.0))
+                } else {
+                    download = self.pct(download + 1.0, 99.0).max(download + 0.1).min(99.9);
+                    (DOWNLOADING, Some(download))
+                };
+                Report {
+                    status,
+                    error: None,
+                    download: dl,
+                    reported_fw: Some(REPORTED_FROM),
+                    boot_failures: Some(0),
+                    retry_count: Some(last.retry_count.unwrap_or(0).min(i as i32)),
+                    heartbeat: Some(at - self.between(0, 5 * MINUTE)),
+                    reported_at: at,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Block {
+    fn with_capacity(n: usize) -> Block {
+        Block {
+            device_id: Vec::with_capacity(n),
+            region: Vec::with_capacity(n),
+            hw_model: Vec::with_capacity(n),
+            gateway: Vec::with_capacity(n),
+            firmware_from: Vec::with_capacity(n),
+            firmware_reported: Vec::with_capacity(n),
+            ota_status: Vec::with_capacity(n),
+            error_code: Vec::with_capacity(n),
+            download_pct: Vec::with_capacity(n),
+            battery_pct: Vec::with_capacity(n),
+            rssi_dbm: Vec::with_capacity(n),
+            boot_failures: Vec::with_capacity(n),
+            retry_count: Vec::with_capacity(n),
+            update_started_at: Vec::with_capacity(n),
+            last_heartbeat_at: Vec::with_capacity(n),
+            reported_at: Vec::with_capacity(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.reported_at.len()
+    }
+}
+
+/// Builds the reports of devices `first..first + count`, which form block `block`.
+fn build_block(plan: &FleetPlan, seed: u64, as_of: i64, block: u64, first: u64, count: u64) -> Block {
+    let mut g = DeviceGen {
+        plan,
+        rng: Pcg64Mcg::seed_from_u64(mix(seed, block)),
+        as_of,
+    };
+    let mut out = Block::with_capacity((count as usize) * 11 / 10 + 16);
+    for index in first..first + count {
+        let region = pick(&plan.region_cdf, g.u());
+        let model = pick(&plan.model_cdf, g.u());
+        let fw = pick(&plan.firmware_cdf, g.u());
+        let gateway = if g.chance(0.03) {
+            None
+        } else {
+            Some(g.rng.random_range(0..plan.gateways[region]))
+        };
+        let battery = if plan.model_battery[model] {
+            Some(if g.chance(0.12) { g.pct(3.0, 25.0) } else { g.pct(25.0, 100.0) })
+        } else {
+            None
+        };
+        let rssi = if g.chance(0.03) {
+            None
+        } else if region == plan.weak_region {
+            Some(g.normal(-103.0, 7.0).round().clamp(-135.0, -70.0) as i32)
+        } else {
+            Some(g.normal(-78.0, 10.0).round().clamp(-125.0, -40.0) as i32)
+        };
+        let (outcome, cause) = g.outcome(region, gateway, model, fw);
+        let (last, started) = g.final_report(outcome, cause);
+        let extra = match g.u() {
+            u if u < 0.07 => 1,
+            u if u < 0.10 => 2,
+            _ => 0,
+        };
+        let mut reports = g.snapshots(extra, started, &last);
+        // Exports are not always in time order: a third of them list the final report first.
+        if extra > 0 && g.chance(0.3) {
+            reports.insert(0, last);
+        } else {
+            reports.push(last);
+        }
+        let id = device_id(&plan.models[model], index);
+        let gateway_name = gateway.map(|gw| plan.gateway_name(region, gw));
+        for r in reports {
+            out.device_id.push(id.clone());
+            out.region.push(region as u16);
+            out.hw_model.push(model as u16);
+            out.gateway.push(gateway_name.clone());
+            out.firmware_from.push(fw as u8);
+            out.firmware_reported.push(r.reported_fw);
+            out.ota_status.push(r.status);
+            out.error_code.push(r.error);
+            out.download_pct.push(r.download);
+            out.battery_pct.push(battery);
+            out.rssi_dbm.push(rssi);
+            // A report always carries some signal: the bootloader's boot counter at least.
+            let silent = r.download.is_none()
+                && battery.is_none()
+                && rssi.is_none()
+                && r.heartbeat.is_none()
+                && r.reported_fw.is_none();
+            out.boot_failures.push(if silent { Some(r.boot_failures.unwrap_or(0)) } else { r.boot_failures });
+            out.retry_count.push(r.retry_count);
+            out.update_started_at.push(started);
+            out.last_heartbeat_at.push(r.heartbeat);
+            out.reported_at.push(r.reported_at);
+        }
+    }
+    out
+}
+
+/// A unique, random-looking id per device index: the model and a 48-bit bijective scramble.
+fn device_id(model: &str, index: u64) -> String {
+    let serial = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF;
+    format!("{model}-{serial:012X}")
+}
+
+/// SplitMix64 of (seed, stream): independent seeds for independent streams.
+pub fn mix(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Turns blocks into one DataFrame in the canonical schema.
+fn to_frame(plan: &FleetPlan, blocks: Vec<Block>) -> PolarsResult<DataFrame> {
+    let rows: usize = blocks.iter().map(Block::len).sum();
+    let text = |name: &str, f: &dyn Fn(&Block, usize) -> Option<&str>| {
+        let mut b = StringChunkedBuilder::new(name.into(), rows);
+        for block in &blocks {
+            for i in 0..block.len() {
+                b.append_option(f(block, i));
+            }
+        }
+        b.finish().into_column()
+    };
+    let fw_from = |b: &Block, i: usize| FIRMWARE_FROM[b.firmware_from[i] as usize].0;
+    let columns = vec![
+        text(schema::DEVICE_ID, &|b, i| Some(&b.device_id[i])),
+        text(schema::REGION, &|b, i| Some(&plan.regions[b.region[i] as usize])),
+        text(schema::HW_MODEL, &|b, i| Some(&plan.models[b.hw_model[i] as usize])),
+        text(schema::GATEWAY_ID, &|b, i| b.gateway[i].as_deref()),
+        text(schema::FIRMWARE_FROM, &|b, i| Some(fw_from(b, i))),
+        text(schema::FIRMWARE_TARGET, &|_, _| Some(FIRMWARE_TARGET)),
+        text(schema::FIRMWARE_REPORTED, &|b, i| {
+            b.firmware_reported[i].map(|r| if r == REPORTED_TARGET { FIRMWARE_TARGET } else { fw_from(b, i) })
+        }),
+        text(schema::OTA_STATUS, &|b, i| Some(schema::OTA_STATUSES[b.ota_status[i] as usize])),
+        text(schema::ERROR_CODE, &|b, i| b.error_code[i].map(|e| schema::ERROR_CODES[e as usize])),
+        Float64Chunked::from_iter_options(
+            schema::DOWNLOAD_PCT.into(),
+            blocks.iter().flat_map(|b| b.download_pct.iter().copied()),
+        )
+        .into_column(),
+        Float64Chunked::from_iter_options(
+            schema::BATTERY_PCT.into(),
+            blocks.iter().flat_map(|b| b.battery_pct.iter().copied()),
+        )
+        .into_column(),
+        Int32Chunked::from_iter_options(
+            schema::RSSI_DBM.into(),
+            blocks.iter().flat_map(|b| b.rssi_dbm.iter().copied()),
+        )
+        .into_column(),
+        Int32Chunked::from_iter_options(
+            schema::BOOT_FAILURES.into(),
+            blocks.iter().flat_map(|b| b.boot_failures.iter().copied()),
+        )
+        .into_column(),
+        Int32Chunked::from_iter_options(
+            schema::RETRY_COUNT.into(),
+            blocks.iter().flat_map(|b| b.retry_count.iter().copied()),
+        )
+        .into_column(),
+        timestamps(
+            schema::UPDATE_STARTED_AT,
+            blocks.iter().flat_map(|b| b.update_started_at.iter().map(|&t| Some(t))),
+        ),
+        timestamps(
+            schema::LAST_HEARTBEAT_AT,
+            blocks.iter().flat_map(|b| b.last_heartbeat_at.iter().copied()),
+        ),
+        timestamps(
+            schema::REPORTED_AT,
+            blocks.iter().flat_map(|b| b.reported_at.iter().map(|&t| Some(t))),
+        ),
+    ];
+    DataFrame::new(rows, columns)
+}
+
+fn timestamps(name: &str, values: impl Iterator<Item = Option<i64>>) -> Column {
+    Int64Chunked::from_iter_options(name.into(), values)
+        .into_datetime(TimeUnit::Microseconds, None)
+        .into_column()
+}
+
+/// Writes the fleet's telemetry to `opts.out`. `progress` is called with the number of devices
+/// written so far after each row group.
+pub fn generate(config: &Config, opts: &GenerateOptions, progress: &dyn Fn(u64)) -> Result<GenerateSummary> {
+    if opts.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let started = Instant::now();
+    let plan = FleetPlan::new(config);
+    let mut file = AtomicFile::create(&opts.out)?;
+    let mut writer = parquet_writer(file.file())
+        .batched(&schema::canonical_schema())
+        .with_context(|| format!("starting {}", opts.out.display()))?;
+    let blocks = opts.devices.div_ceil(BLOCK);
+    let mut rows = 0u64;
+    let mut block = 0;
+    while block < blocks {
+        let group_end = (block + BLOCKS_PER_GROUP).min(blocks);
+        let built: Vec<Block> = (block..group_end)
+            .into_par_iter()
+            .map(|b| {
+                let first = b * BLOCK;
+                let count = BLOCK.min(opts.devices - first);
+                build_block(&plan, opts.seed, opts.as_of_us, b, first, count)
+            })
+            .collect();
+        let df = to_frame(&plan, built)?;
+        rows += df.height() as u64;
+        writer
+            .write_batch(&df)
+            .with_context(|| format!("writing {}", opts.out.display()))?;
+        progress((group_end * BLOCK).min(opts.devices));
+        block = group_end;
+    }
+    writer
+        .finish()
+        .with_context(|| format!("finishing {}", opts.out.display()))?;
+    drop(writer);
+    file.commit()?;
+    Ok(GenerateSummary {
+        devices: opts.devices,
+        rows,
+        path: opts.out.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The Parquet settings of every telemetry file Sentinel writes: LZ4 (fast to write and read; the
+/// files are intermediate, not an archive). Each `write_batch` of a single-chunk frame becomes one
+/// row group.
+pub fn parquet_writer<W: std::io::Write>(w: W) -> ParquetWriter<W> {
+    ParquetWriter::new(w).with_compression(ParquetCompression::Lz4Raw)
+}

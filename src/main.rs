@@ -1,0 +1,19 @@
+//! The `sentinel` binary: parse the command line, run it, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = sentinel::cli::Cli::parse();
+    match sentinel::commands::execute(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if sentinel::commands::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

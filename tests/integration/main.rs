@@ -1,0 +1,7 @@
+//! Integration tests: the real `sentinel` binary, each test in its own work directory.
+
+mod chaos;
+mod config;
+mod generate;
+mod oracle;
+mod util;
