@@ -3,8 +3,8 @@
 //!
 //! The fleet is built in blocks of [`BLOCK`] devices. Each block draws from its own random stream,
 //! seeded from (seed, block number), so the bytes written depend only on (devices, seed, as_of) and
-//! not on how many threads generate the blocks. A row group holds [`BLOCKS_PER_GROUP`] blocks and is
-//! written before the next one is built, so memory stays flat at any fleet size.
+//! not on how many threads generate the blocks. Each block is one Parquet row group, and only a few
+//! blocks are in memory at a time, so memory stays flat at any fleet size.
 //!
 //! Each device first draws its *outcome* (the device state the SPEC's rules will give it), then the
 //! raw values that lead there. That keeps every generated row clean and every state reachable, and it
@@ -22,20 +22,23 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use polars::prelude::*;
+use polars::prelude::{
+    ChunkedBuilder, DataFrame, Float64Type, Int32Type, Int64Type, IntoColumn, PolarsResult,
+    PrimitiveChunkedBuilder, StringChunkedBuilder, TimeUnit,
+};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::parallel;
+use crate::parquet;
 use crate::schema;
 use crate::workspace::AtomicFile;
 
 /// Devices per random stream.
-pub const BLOCK: u64 = 16_384;
-/// Blocks per Parquet row group (about 290,000 rows).
-pub const BLOCKS_PER_GROUP: u64 = 16;
+/// A block is one Parquet row group of about 150,000 rows.
+pub const BLOCK: u64 = 131_072;
 
 /// The firmware every device is being updated to.
 pub const FIRMWARE_TARGET: &str = "4.2.0";
@@ -116,7 +119,11 @@ pub fn weak_region(config: &Config) -> usize {
 fn degraded_region(plan: &FleetPlan) -> usize {
     (0..plan.regions.len())
         .filter(|&r| r != plan.weak_region || plan.regions.len() == 1)
-        .max_by(|&a, &b| plan.region_weights[a].total_cmp(&plan.region_weights[b]).then(b.cmp(&a)))
+        .max_by(|&a, &b| {
+            plan.region_weights[a]
+                .total_cmp(&plan.region_weights[b])
+                .then(b.cmp(&a))
+        })
         .unwrap_or(0)
 }
 
@@ -141,6 +148,7 @@ struct FleetPlan {
     region_weights: Vec<f64>,
     region_cdf: Vec<f64>,
     gateways: Vec<usize>,
+    gateway_names: Vec<Vec<String>>,
     models: Vec<String>,
     model_battery: Vec<bool>,
     model_cdf: Vec<f64>,
@@ -201,6 +209,7 @@ impl FleetPlan {
             region_cdf: cdf(&region_weights),
             region_weights,
             regions,
+            gateway_names: Vec::new(),
             gateways,
             model_cdf: cdf(&model_weights),
             models,
@@ -213,11 +222,22 @@ impl FleetPlan {
         };
         plan.degraded_region = degraded_region(&plan);
         plan.degraded_gateway = 6.min(plan.gateways[plan.degraded_region] - 1);
+        plan.gateway_names = (0..plan.regions.len())
+            .map(|r| {
+                (0..plan.gateways[r])
+                    .map(|g| plan.gateway_name(r, g))
+                    .collect()
+            })
+            .collect();
         plan
     }
 
     fn gateway_name(&self, region: usize, gateway: usize) -> String {
-        format!("gw-{}-{:02}", self.regions[region].to_ascii_lowercase(), gateway + 1)
+        format!(
+            "gw-{}-{:02}",
+            self.regions[region].to_ascii_lowercase(),
+            gateway + 1
+        )
     }
 }
 
@@ -243,24 +263,26 @@ enum Cause {
     BrickCohort,
 }
 
-/// Column buffers of one block.
+/// Column builders of one block; a block becomes one row group.
 struct Block {
-    device_id: Vec<String>,
-    region: Vec<u16>,
-    hw_model: Vec<u16>,
-    gateway: Vec<Option<String>>,
-    firmware_from: Vec<u8>,
-    firmware_reported: Vec<Option<u8>>,
-    ota_status: Vec<u8>,
-    error_code: Vec<Option<u8>>,
-    download_pct: Vec<Option<f64>>,
-    battery_pct: Vec<Option<f64>>,
-    rssi_dbm: Vec<Option<i32>>,
-    boot_failures: Vec<Option<i32>>,
-    retry_count: Vec<Option<i32>>,
-    update_started_at: Vec<i64>,
-    last_heartbeat_at: Vec<Option<i64>>,
-    reported_at: Vec<i64>,
+    device_id: StringChunkedBuilder,
+    region: StringChunkedBuilder,
+    hw_model: StringChunkedBuilder,
+    gateway_id: StringChunkedBuilder,
+    firmware_from: StringChunkedBuilder,
+    firmware_target: StringChunkedBuilder,
+    firmware_reported: StringChunkedBuilder,
+    ota_status: StringChunkedBuilder,
+    error_code: StringChunkedBuilder,
+    download_pct: PrimitiveChunkedBuilder<Float64Type>,
+    battery_pct: PrimitiveChunkedBuilder<Float64Type>,
+    rssi_dbm: PrimitiveChunkedBuilder<Int32Type>,
+    boot_failures: PrimitiveChunkedBuilder<Int32Type>,
+    retry_count: PrimitiveChunkedBuilder<Int32Type>,
+    update_started_at: PrimitiveChunkedBuilder<Int64Type>,
+    last_heartbeat_at: PrimitiveChunkedBuilder<Int64Type>,
+    reported_at: PrimitiveChunkedBuilder<Int64Type>,
+    rows: usize,
 }
 
 /// firmware_reported: the old image or the target.
@@ -336,17 +358,34 @@ impl DeviceGen<'_> {
         }
     }
 
-    fn outcome(&mut self, region: usize, gateway: Option<usize>, model: usize, fw: usize) -> (Outcome, Cause) {
+    fn outcome(
+        &mut self,
+        region: usize,
+        gateway: Option<usize>,
+        model: usize,
+        fw: usize,
+    ) -> (Outcome, Cause) {
         let plan = self.plan;
         if model == plan.brick_model && fw == BRICK_FIRMWARE && self.chance(0.30) {
             return (Outcome::Bricked, Cause::BrickCohort);
         }
-        if region == plan.degraded_region && gateway == Some(plan.degraded_gateway) && self.chance(0.20) {
-            let o = if self.chance(0.7) { Outcome::Partial } else { Outcome::Stalled };
+        if region == plan.degraded_region
+            && gateway == Some(plan.degraded_gateway)
+            && self.chance(0.20)
+        {
+            let o = if self.chance(0.7) {
+                Outcome::Partial
+            } else {
+                Outcome::Stalled
+            };
             return (o, Cause::Gateway);
         }
         if region == plan.weak_region && self.chance(0.12) {
-            let o = if self.chance(0.65) { Outcome::Partial } else { Outcome::Unreachable };
+            let o = if self.chance(0.65) {
+                Outcome::Partial
+            } else {
+                Outcome::Unreachable
+            };
             return (o, Cause::WeakSignal);
         }
         if self.chance(0.009) {
@@ -393,8 +432,16 @@ impl DeviceGen<'_> {
         match outcome {
             Outcome::Healthy => {
                 started = as_of - self.between(30 * MINUTE, 68 * HOUR);
-                r.boot_failures = Some(if self.chance(0.9) { 0 } else { self.rng.random_range(1..3) });
-                r.retry_count = Some(if self.chance(0.8) { 0 } else { self.rng.random_range(1..4) });
+                r.boot_failures = Some(if self.chance(0.9) {
+                    0
+                } else {
+                    self.rng.random_range(1..3)
+                });
+                r.retry_count = Some(if self.chance(0.8) {
+                    0
+                } else {
+                    self.rng.random_range(1..4)
+                });
                 r.heartbeat = fresh(self);
             }
             Outcome::Updating => {
@@ -476,10 +523,22 @@ impl DeviceGen<'_> {
                 r.retry_count = Some(self.retries());
                 if boot_loop {
                     r.status = [FAILED, ROLLED_BACK, INSTALLING][self.rng.random_range(0..3)];
-                    r.error = Some(if self.chance(0.6) { E_BOOT_LOOP } else { E_FLASH_WRITE });
+                    r.error = Some(if self.chance(0.6) {
+                        E_BOOT_LOOP
+                    } else {
+                        E_FLASH_WRITE
+                    });
                     r.boot_failures = Some(self.rng.random_range(3..13));
-                    r.reported_fw = if self.chance(0.5) { Some(REPORTED_FROM) } else { None };
-                    r.heartbeat = if self.chance(0.7) { fresh(self) } else { stale(self) };
+                    r.reported_fw = if self.chance(0.5) {
+                        Some(REPORTED_FROM)
+                    } else {
+                        None
+                    };
+                    r.heartbeat = if self.chance(0.7) {
+                        fresh(self)
+                    } else {
+                        stale(self)
+                    };
                 } else {
                     // Went silent after the image was fully downloaded, while installing.
                     r.status = [INSTALLING, FAILED, TIMED_OUT][self.rng.random_range(0..3)];
@@ -488,7 +547,11 @@ impl DeviceGen<'_> {
                         _ if self.chance(0.5) => Some(E_POWER_LOSS),
                         _ => Some(E_FLASH_WRITE),
                     };
-                    r.boot_failures = if self.chance(0.5) { None } else { Some(self.rng.random_range(0..3)) };
+                    r.boot_failures = if self.chance(0.5) {
+                        None
+                    } else {
+                        Some(self.rng.random_range(0..3))
+                    };
                     r.reported_fw = None;
                     r.heartbeat = Some(reported_at - self.between(26 * HOUR, 60 * HOUR));
                 }
@@ -559,40 +622,82 @@ impl DeviceGen<'_> {
 }
 
 impl Block {
-    fn with_capacity(n: usize) -> Block {
+    fn new(capacity: usize) -> Block {
+        let text = |name: &str| StringChunkedBuilder::new(name.into(), capacity);
         Block {
-            device_id: Vec::with_capacity(n),
-            region: Vec::with_capacity(n),
-            hw_model: Vec::with_capacity(n),
-            gateway: Vec::with_capacity(n),
-            firmware_from: Vec::with_capacity(n),
-            firmware_reported: Vec::with_capacity(n),
-            ota_status: Vec::with_capacity(n),
-            error_code: Vec::with_capacity(n),
-            download_pct: Vec::with_capacity(n),
-            battery_pct: Vec::with_capacity(n),
-            rssi_dbm: Vec::with_capacity(n),
-            boot_failures: Vec::with_capacity(n),
-            retry_count: Vec::with_capacity(n),
-            update_started_at: Vec::with_capacity(n),
-            last_heartbeat_at: Vec::with_capacity(n),
-            reported_at: Vec::with_capacity(n),
+            device_id: text(schema::DEVICE_ID),
+            region: text(schema::REGION),
+            hw_model: text(schema::HW_MODEL),
+            gateway_id: text(schema::GATEWAY_ID),
+            firmware_from: text(schema::FIRMWARE_FROM),
+            firmware_target: text(schema::FIRMWARE_TARGET),
+            firmware_reported: text(schema::FIRMWARE_REPORTED),
+            ota_status: text(schema::OTA_STATUS),
+            error_code: text(schema::ERROR_CODE),
+            download_pct: PrimitiveChunkedBuilder::new(schema::DOWNLOAD_PCT.into(), capacity),
+            battery_pct: PrimitiveChunkedBuilder::new(schema::BATTERY_PCT.into(), capacity),
+            rssi_dbm: PrimitiveChunkedBuilder::new(schema::RSSI_DBM.into(), capacity),
+            boot_failures: PrimitiveChunkedBuilder::new(schema::BOOT_FAILURES.into(), capacity),
+            retry_count: PrimitiveChunkedBuilder::new(schema::RETRY_COUNT.into(), capacity),
+            update_started_at: PrimitiveChunkedBuilder::new(
+                schema::UPDATE_STARTED_AT.into(),
+                capacity,
+            ),
+            last_heartbeat_at: PrimitiveChunkedBuilder::new(
+                schema::LAST_HEARTBEAT_AT.into(),
+                capacity,
+            ),
+            reported_at: PrimitiveChunkedBuilder::new(schema::REPORTED_AT.into(), capacity),
+            rows: 0,
         }
     }
 
-    fn len(&self) -> usize {
-        self.reported_at.len()
+    /// The block as a DataFrame in the canonical schema.
+    fn finish(self) -> PolarsResult<DataFrame> {
+        let time = |b: PrimitiveChunkedBuilder<Int64Type>| {
+            b.finish()
+                .into_datetime(TimeUnit::Microseconds, None)
+                .into_column()
+        };
+        let columns = vec![
+            self.device_id.finish().into_column(),
+            self.region.finish().into_column(),
+            self.hw_model.finish().into_column(),
+            self.gateway_id.finish().into_column(),
+            self.firmware_from.finish().into_column(),
+            self.firmware_target.finish().into_column(),
+            self.firmware_reported.finish().into_column(),
+            self.ota_status.finish().into_column(),
+            self.error_code.finish().into_column(),
+            self.download_pct.finish().into_column(),
+            self.battery_pct.finish().into_column(),
+            self.rssi_dbm.finish().into_column(),
+            self.boot_failures.finish().into_column(),
+            self.retry_count.finish().into_column(),
+            time(self.update_started_at),
+            time(self.last_heartbeat_at),
+            time(self.reported_at),
+        ];
+        DataFrame::new(self.rows, columns)
     }
 }
 
 /// Builds the reports of devices `first..first + count`, which form block `block`.
-fn build_block(plan: &FleetPlan, seed: u64, as_of: i64, block: u64, first: u64, count: u64) -> Block {
+fn build_block(
+    plan: &FleetPlan,
+    seed: u64,
+    as_of: i64,
+    block: u64,
+    first: u64,
+    count: u64,
+) -> PolarsResult<DataFrame> {
     let mut g = DeviceGen {
         plan,
         rng: Pcg64Mcg::seed_from_u64(mix(seed, block)),
         as_of,
     };
-    let mut out = Block::with_capacity((count as usize) * 11 / 10 + 16);
+    let mut out = Block::new((count as usize) * 115 / 100 + 16);
+    let mut id = String::with_capacity(32);
     for index in first..first + count {
         let region = pick(&plan.region_cdf, g.u());
         let model = pick(&plan.model_cdf, g.u());
@@ -603,7 +708,11 @@ fn build_block(plan: &FleetPlan, seed: u64, as_of: i64, block: u64, first: u64, 
             Some(g.rng.random_range(0..plan.gateways[region]))
         };
         let battery = if plan.model_battery[model] {
-            Some(if g.chance(0.12) { g.pct(3.0, 25.0) } else { g.pct(25.0, 100.0) })
+            Some(if g.chance(0.12) {
+                g.pct(3.0, 25.0)
+            } else {
+                g.pct(25.0, 100.0)
+            })
         } else {
             None
         };
@@ -628,40 +737,57 @@ fn build_block(plan: &FleetPlan, seed: u64, as_of: i64, block: u64, first: u64, 
         } else {
             reports.push(last);
         }
-        let id = device_id(&plan.models[model], index);
-        let gateway_name = gateway.map(|gw| plan.gateway_name(region, gw));
+        id.clear();
+        write_device_id(&mut id, &plan.models[model], index);
+        let gateway_name = gateway.map(|gw| plan.gateway_names[region][gw].as_str());
+        let fw_from = FIRMWARE_FROM[fw].0;
         for r in reports {
-            out.device_id.push(id.clone());
-            out.region.push(region as u16);
-            out.hw_model.push(model as u16);
-            out.gateway.push(gateway_name.clone());
-            out.firmware_from.push(fw as u8);
-            out.firmware_reported.push(r.reported_fw);
-            out.ota_status.push(r.status);
-            out.error_code.push(r.error);
-            out.download_pct.push(r.download);
-            out.battery_pct.push(battery);
-            out.rssi_dbm.push(rssi);
+            out.rows += 1;
+            out.device_id.append_value(&id);
+            out.region.append_value(&plan.regions[region]);
+            out.hw_model.append_value(&plan.models[model]);
+            out.gateway_id.append_option(gateway_name);
+            out.firmware_from.append_value(fw_from);
+            out.firmware_target.append_value(FIRMWARE_TARGET);
+            out.firmware_reported.append_option(r.reported_fw.map(|f| {
+                if f == REPORTED_TARGET {
+                    FIRMWARE_TARGET
+                } else {
+                    fw_from
+                }
+            }));
+            out.ota_status
+                .append_value(schema::OTA_STATUSES[r.status as usize]);
+            out.error_code
+                .append_option(r.error.map(|e| schema::ERROR_CODES[e as usize]));
+            out.download_pct.append_option(r.download);
+            out.battery_pct.append_option(battery);
+            out.rssi_dbm.append_option(rssi);
             // A report always carries some signal: the bootloader's boot counter at least.
             let silent = r.download.is_none()
                 && battery.is_none()
                 && rssi.is_none()
                 && r.heartbeat.is_none()
                 && r.reported_fw.is_none();
-            out.boot_failures.push(if silent { Some(r.boot_failures.unwrap_or(0)) } else { r.boot_failures });
-            out.retry_count.push(r.retry_count);
-            out.update_started_at.push(started);
-            out.last_heartbeat_at.push(r.heartbeat);
-            out.reported_at.push(r.reported_at);
+            out.boot_failures.append_option(if silent {
+                Some(r.boot_failures.unwrap_or(0))
+            } else {
+                r.boot_failures
+            });
+            out.retry_count.append_option(r.retry_count);
+            out.update_started_at.append_value(started);
+            out.last_heartbeat_at.append_option(r.heartbeat);
+            out.reported_at.append_value(r.reported_at);
         }
     }
-    out
+    out.finish()
 }
 
 /// A unique, random-looking id per device index: the model and a 48-bit bijective scramble.
-fn device_id(model: &str, index: u64) -> String {
+fn write_device_id(out: &mut String, model: &str, index: u64) {
+    use std::fmt::Write;
     let serial = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF;
-    format!("{model}-{serial:012X}")
+    write!(out, "{model}-{serial:012X}").expect("writing to a String");
 }
 
 /// SplitMix64 of (seed, stream): independent seeds for independent streams.
@@ -673,111 +799,43 @@ pub fn mix(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Turns blocks into one DataFrame in the canonical schema.
-fn to_frame(plan: &FleetPlan, blocks: Vec<Block>) -> PolarsResult<DataFrame> {
-    let rows: usize = blocks.iter().map(Block::len).sum();
-    let text = |name: &str, f: &dyn Fn(&Block, usize) -> Option<&str>| {
-        let mut b = StringChunkedBuilder::new(name.into(), rows);
-        for block in &blocks {
-            for i in 0..block.len() {
-                b.append_option(f(block, i));
-            }
-        }
-        b.finish().into_column()
-    };
-    let fw_from = |b: &Block, i: usize| FIRMWARE_FROM[b.firmware_from[i] as usize].0;
-    let columns = vec![
-        text(schema::DEVICE_ID, &|b, i| Some(&b.device_id[i])),
-        text(schema::REGION, &|b, i| Some(&plan.regions[b.region[i] as usize])),
-        text(schema::HW_MODEL, &|b, i| Some(&plan.models[b.hw_model[i] as usize])),
-        text(schema::GATEWAY_ID, &|b, i| b.gateway[i].as_deref()),
-        text(schema::FIRMWARE_FROM, &|b, i| Some(fw_from(b, i))),
-        text(schema::FIRMWARE_TARGET, &|_, _| Some(FIRMWARE_TARGET)),
-        text(schema::FIRMWARE_REPORTED, &|b, i| {
-            b.firmware_reported[i].map(|r| if r == REPORTED_TARGET { FIRMWARE_TARGET } else { fw_from(b, i) })
-        }),
-        text(schema::OTA_STATUS, &|b, i| Some(schema::OTA_STATUSES[b.ota_status[i] as usize])),
-        text(schema::ERROR_CODE, &|b, i| b.error_code[i].map(|e| schema::ERROR_CODES[e as usize])),
-        Float64Chunked::from_iter_options(
-            schema::DOWNLOAD_PCT.into(),
-            blocks.iter().flat_map(|b| b.download_pct.iter().copied()),
-        )
-        .into_column(),
-        Float64Chunked::from_iter_options(
-            schema::BATTERY_PCT.into(),
-            blocks.iter().flat_map(|b| b.battery_pct.iter().copied()),
-        )
-        .into_column(),
-        Int32Chunked::from_iter_options(
-            schema::RSSI_DBM.into(),
-            blocks.iter().flat_map(|b| b.rssi_dbm.iter().copied()),
-        )
-        .into_column(),
-        Int32Chunked::from_iter_options(
-            schema::BOOT_FAILURES.into(),
-            blocks.iter().flat_map(|b| b.boot_failures.iter().copied()),
-        )
-        .into_column(),
-        Int32Chunked::from_iter_options(
-            schema::RETRY_COUNT.into(),
-            blocks.iter().flat_map(|b| b.retry_count.iter().copied()),
-        )
-        .into_column(),
-        timestamps(
-            schema::UPDATE_STARTED_AT,
-            blocks.iter().flat_map(|b| b.update_started_at.iter().map(|&t| Some(t))),
-        ),
-        timestamps(
-            schema::LAST_HEARTBEAT_AT,
-            blocks.iter().flat_map(|b| b.last_heartbeat_at.iter().copied()),
-        ),
-        timestamps(
-            schema::REPORTED_AT,
-            blocks.iter().flat_map(|b| b.reported_at.iter().map(|&t| Some(t))),
-        ),
-    ];
-    DataFrame::new(rows, columns)
-}
-
-fn timestamps(name: &str, values: impl Iterator<Item = Option<i64>>) -> Column {
-    Int64Chunked::from_iter_options(name.into(), values)
-        .into_datetime(TimeUnit::Microseconds, None)
-        .into_column()
-}
-
 /// Writes the fleet's telemetry to `opts.out`. `progress` is called with the number of devices
 /// written so far after each row group.
-pub fn generate(config: &Config, opts: &GenerateOptions, progress: &dyn Fn(u64)) -> Result<GenerateSummary> {
+///
+/// Blocks are built and encoded on worker threads and written in order (`parallel::ordered`).
+pub fn generate(
+    config: &Config,
+    opts: &GenerateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<GenerateSummary> {
     if opts.devices == 0 {
         bail!("--devices must be at least 1");
     }
     let started = Instant::now();
     let plan = FleetPlan::new(config);
-    let mut file = AtomicFile::create(&opts.out)?;
-    let mut writer = parquet_writer(file.file())
+    let file = AtomicFile::create(&opts.out)?;
+    let writer = parquet::writer(file.file())
         .batched(&schema::canonical_schema())
         .with_context(|| format!("starting {}", opts.out.display()))?;
     let blocks = opts.devices.div_ceil(BLOCK);
     let mut rows = 0u64;
-    let mut block = 0;
-    while block < blocks {
-        let group_end = (block + BLOCKS_PER_GROUP).min(blocks);
-        let built: Vec<Block> = (block..group_end)
-            .into_par_iter()
-            .map(|b| {
-                let first = b * BLOCK;
-                let count = BLOCK.min(opts.devices - first);
-                build_block(&plan, opts.seed, opts.as_of_us, b, first, count)
-            })
-            .collect();
-        let df = to_frame(&plan, built)?;
-        rows += df.height() as u64;
-        writer
-            .write_batch(&df)
-            .with_context(|| format!("writing {}", opts.out.display()))?;
-        progress((group_end * BLOCK).min(opts.devices));
-        block = group_end;
-    }
+    parallel::ordered(
+        blocks,
+        |b| {
+            let first = b * BLOCK;
+            let count = BLOCK.min(opts.devices - first);
+            let df = build_block(&plan, opts.seed, opts.as_of_us, b, first, count)?;
+            parquet::encode(&writer, &df)
+                .with_context(|| format!("encoding {}", opts.out.display()))
+        },
+        |b, group| {
+            rows += group.rows as u64;
+            parquet::write(&writer, group)
+                .with_context(|| format!("writing {}", opts.out.display()))?;
+            progress(((b + 1) * BLOCK).min(opts.devices));
+            Ok(())
+        },
+    )?;
     writer
         .finish()
         .with_context(|| format!("finishing {}", opts.out.display()))?;
@@ -789,11 +847,4 @@ pub fn generate(config: &Config, opts: &GenerateOptions, progress: &dyn Fn(u64))
         path: opts.out.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// The Parquet settings of every telemetry file Sentinel writes: LZ4 (fast to write and read; the
-/// files are intermediate, not an archive). Each `write_batch` of a single-chunk frame becomes one
-/// row group.
-pub fn parquet_writer<W: std::io::Write>(w: W) -> ParquetWriter<W> {
-    ParquetWriter::new(w).with_compression(ParquetCompression::Lz4Raw)
 }
