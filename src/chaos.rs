@@ -21,10 +21,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use polars::prelude::*;
+use polars::prelude::{
+    BooleanChunked, DataFrame, DataType, Field, Float64Chunked, IdxCa, IdxSize, Int32Chunked,
+    Int64Chunked, IntoColumn, IntoSeries, NewChunkedArray, ParallelStrategy, ParquetReader,
+    PlSmallStr, PolarsResult, Schema, SchemaExt, SerReader, Series, StringChunked,
+    StringChunkedBuilder, TimeUnit, UInt64Chunked,
+};
 use serde::Serialize;
 
-use crate::generate::{mix, parquet_writer};
+use crate::generate::mix;
+use crate::parallel;
+use crate::parquet;
 use crate::schema::{self, Kind};
 use crate::workspace::AtomicFile;
 
@@ -112,7 +119,9 @@ impl ChaosKind {
             ChaosKind::SignalDrop => Some("SIGNAL_DROP"),
             ChaosKind::ExactDuplicate => Some("DUPLICATE"),
             ChaosKind::ConflictingDuplicate => Some("CONFLICT"),
-            ChaosKind::BenignPadding | ChaosKind::BenignCase | ChaosKind::BenignVersionPrefix => None,
+            ChaosKind::BenignPadding | ChaosKind::BenignCase | ChaosKind::BenignVersionPrefix => {
+                None
+            }
         }
     }
 }
@@ -257,7 +266,8 @@ struct LogEntry {
 
 /// Reads the input's schema and checks that every contract column is there with a usable type.
 fn input_schema(path: &Path) -> Result<(Schema, usize)> {
-    let file = File::open(path).with_context(|| format!("opening chaos input {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("opening chaos input {}", path.display()))?;
     let mut reader = ParquetReader::new(file);
     let arrow = reader
         .schema()
@@ -268,7 +278,11 @@ fn input_schema(path: &Path) -> Result<(Schema, usize)> {
     let schema = Schema::from_arrow_schema(&arrow);
     for c in &schema::COLUMNS {
         let Some(dtype) = schema.get(c.name) else {
-            bail!("{}: required column `{}` is missing", path.display(), c.name);
+            bail!(
+                "{}: required column `{}` is missing",
+                path.display(),
+                c.name
+            );
         };
         let fits = match c.kind {
             _ if dtype.is_string() => true,
@@ -291,33 +305,64 @@ fn input_schema(path: &Path) -> Result<(Schema, usize)> {
 
 /// Corrupts `opts.input` into `opts.out` and logs every change into `opts.log`. `progress` is
 /// called with the number of input rows done after each chunk.
-pub fn chaos(opts: &ChaosOptions, progress: &dyn Fn(u64)) -> Result<ChaosSummary> {
+pub fn chaos(opts: &ChaosOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<ChaosSummary> {
     if !(0.0..=1.0).contains(&opts.rate) {
         bail!("--rate must be between 0 and 1, got {}", opts.rate);
     }
     let started = Instant::now();
     let (in_schema, rows_in) = input_schema(&opts.input)?;
 
-    // First pass over row indices only: which typed columns receive text somewhere.
+    // First pass over row indices only: which typed columns receive text somewhere, and how many
+    // rows each chunk inserts (so every chunk knows where its rows land in the output).
+    let chunks = rows_in.div_ceil(CHUNK_ROWS) as u64;
     let mut text_columns: Vec<&'static str> = schema::COLUMNS
         .iter()
         .filter(|c| c.kind == Kind::Text || in_schema.get(c.name).is_some_and(DataType::is_string))
         .map(|c| c.name)
         .collect();
-    let typed_targets = TYPE_MISMATCH_COLUMNS.len() + TIMESTAMP_COLUMNS.len();
-    for row in 0..rows_in as u64 {
-        if let Some(target) = plan_row(opts.seed, opts.rate, row).as_ref().and_then(text_target) {
-            if !text_columns.contains(&target) {
-                text_columns.push(target);
-                if text_columns.len() >= typed_targets + 4 {
-                    break;
+    let mut first_out = Vec::with_capacity(chunks as usize);
+    let mut rows_out = 0u64;
+    parallel::ordered(
+        chunks,
+        |chunk| {
+            let rows =
+                chunk * CHUNK_ROWS as u64..((chunk + 1) * CHUNK_ROWS as u64).min(rows_in as u64);
+            let mut targets: Vec<&'static str> = Vec::new();
+            let mut inserted = 0u64;
+            for row in rows.clone() {
+                let Some(plan) = plan_row(opts.seed, opts.rate, row) else {
+                    continue;
+                };
+                if let Some(target) = text_target(&plan).filter(|t| !targets.contains(t)) {
+                    targets.push(target);
+                }
+                inserted += u64::from(matches!(
+                    plan.kind,
+                    ChaosKind::ExactDuplicate | ChaosKind::ConflictingDuplicate
+                ));
+            }
+            Ok((targets, rows.end - rows.start + inserted))
+        },
+        |_, (targets, rows)| {
+            for t in targets {
+                if !text_columns.contains(&t) {
+                    text_columns.push(t);
                 }
             }
-        }
-    }
+            first_out.push(rows_out);
+            rows_out += rows;
+            Ok(())
+        },
+    )?;
     let out_kinds: Vec<Kind> = schema::COLUMNS
         .iter()
-        .map(|c| if text_columns.contains(&c.name) { Kind::Text } else { c.kind })
+        .map(|c| {
+            if text_columns.contains(&c.name) {
+                Kind::Text
+            } else {
+                c.kind
+            }
+        })
         .collect();
     let extras: Vec<(PlSmallStr, DataType)> = in_schema
         .iter()
@@ -331,47 +376,65 @@ pub fn chaos(opts: &ChaosOptions, progress: &dyn Fn(u64)) -> Result<ChaosSummary
         .chain(extras.iter().map(|(n, d)| Field::new(n.clone(), d.clone())))
         .collect();
 
-    let mut out_file = AtomicFile::create(&opts.out)?;
-    let mut log_file = AtomicFile::create(&opts.log)?;
-    let mut out_writer = parquet_writer(out_file.file())
+    let out_file = AtomicFile::create(&opts.out)?;
+    let log_file = AtomicFile::create(&opts.log)?;
+    let out_writer = parquet::writer(out_file.file())
         .batched(&out_schema)
         .with_context(|| format!("starting {}", opts.out.display()))?;
-    let mut log_writer = parquet_writer(log_file.file())
+    let log_writer = parquet::writer(log_file.file())
         .batched(&log_schema())
         .with_context(|| format!("starting {}", opts.log.display()))?;
 
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut rows_out = 0u64;
     let mut rows_logged = 0u64;
-    let mut offset = 0usize;
-    while offset < rows_in {
-        let len = CHUNK_ROWS.min(rows_in - offset);
-        let file = File::open(&opts.input)
-            .with_context(|| format!("opening chaos input {}", opts.input.display()))?;
-        let chunk = ParquetReader::new(file)
-            .with_slice(Some((offset, len)))
-            .finish()
-            .with_context(|| format!("reading {}", opts.input.display()))?;
-        let (df, log) = corrupt_chunk(&chunk, &out_kinds, &extras, opts, offset as u64, rows_out)
+    parallel::ordered(
+        chunks,
+        |chunk| {
+            let offset = chunk as usize * CHUNK_ROWS;
+            let len = CHUNK_ROWS.min(rows_in - offset);
+            let file = File::open(&opts.input)
+                .with_context(|| format!("opening chaos input {}", opts.input.display()))?;
+            let input = ParquetReader::new(file)
+                .read_parallel(ParallelStrategy::None)
+                .with_slice(Some((offset, len)))
+                .finish()
+                .with_context(|| format!("reading {}", opts.input.display()))?;
+            let (df, log) = corrupt_chunk(
+                &input,
+                &out_kinds,
+                &extras,
+                opts,
+                offset as u64,
+                first_out[chunk as usize],
+            )
             .with_context(|| format!("corrupting rows of {}", opts.input.display()))?;
-        for e in &log {
-            if !(e.kind == ChaosKind::ConflictingDuplicate && !e.inserted) {
-                *by_kind.entry(e.kind.name()).or_default() += 1;
+            let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for e in log
+                .iter()
+                .filter(|e| e.kind != ChaosKind::ConflictingDuplicate || e.inserted)
+            {
+                *kinds.entry(e.kind.name()).or_default() += 1;
             }
-        }
-        rows_out += df.height() as u64;
-        rows_logged += log.len() as u64;
-        out_writer
-            .write_batch(&df)
-            .with_context(|| format!("writing {}", opts.out.display()))?;
-        if !log.is_empty() {
-            log_writer
-                .write_batch(&log_frame(log)?)
+            let logged = log.len() as u64;
+            let data = parquet::encode(&out_writer, &df)
+                .with_context(|| format!("encoding {}", opts.out.display()))?;
+            let log = parquet::encode(&log_writer, &log_frame(log)?)
+                .with_context(|| format!("encoding {}", opts.log.display()))?;
+            Ok((data, log, kinds, logged, offset + len))
+        },
+        |_, (data, log, kinds, logged, done)| {
+            parquet::write(&out_writer, data)
+                .with_context(|| format!("writing {}", opts.out.display()))?;
+            parquet::write(&log_writer, log)
                 .with_context(|| format!("writing {}", opts.log.display()))?;
-        }
-        offset += len;
-        progress(offset as u64);
-    }
+            for (k, n) in kinds {
+                *by_kind.entry(k).or_default() += n;
+            }
+            rows_logged += logged;
+            progress(done as u64);
+            Ok(())
+        },
+    )?;
     out_writer
         .finish()
         .with_context(|| format!("finishing {}", opts.out.display()))?;
@@ -417,15 +480,25 @@ pub fn log_schema() -> Schema {
 fn log_frame(log: Vec<LogEntry>) -> PolarsResult<DataFrame> {
     let n = log.len();
     let columns = vec![
-        UInt64Chunked::from_iter_values("source_row".into(), log.iter().map(|e| e.source_row)).into_column(),
-        StringChunked::from_iter_values("column".into(), log.iter().map(|e| e.column.as_str())).into_column(),
-        StringChunked::from_iter_values("kind".into(), log.iter().map(|e| e.kind.name())).into_column(),
-        StringChunked::from_iter_options("before".into(), log.iter().map(|e| e.before.as_deref())).into_column(),
-        StringChunked::from_iter_options("after".into(), log.iter().map(|e| e.after.as_deref())).into_column(),
-        StringChunked::from_iter_options("expected_reason".into(), log.iter().map(|e| e.kind.expected_reason()))
+        UInt64Chunked::from_iter_values("source_row".into(), log.iter().map(|e| e.source_row))
             .into_column(),
-        UInt64Chunked::from_iter_values("input_row".into(), log.iter().map(|e| e.input_row)).into_column(),
-        BooleanChunked::from_iter_values("inserted".into(), log.iter().map(|e| e.inserted)).into_column(),
+        StringChunked::from_iter_values("column".into(), log.iter().map(|e| e.column.as_str()))
+            .into_column(),
+        StringChunked::from_iter_values("kind".into(), log.iter().map(|e| e.kind.name()))
+            .into_column(),
+        StringChunked::from_iter_options("before".into(), log.iter().map(|e| e.before.as_deref()))
+            .into_column(),
+        StringChunked::from_iter_options("after".into(), log.iter().map(|e| e.after.as_deref()))
+            .into_column(),
+        StringChunked::from_iter_options(
+            "expected_reason".into(),
+            log.iter().map(|e| e.kind.expected_reason()),
+        )
+        .into_column(),
+        UInt64Chunked::from_iter_values("input_row".into(), log.iter().map(|e| e.input_row))
+            .into_column(),
+        BooleanChunked::from_iter_values("inserted".into(), log.iter().map(|e| e.inserted))
+            .into_column(),
     ];
     DataFrame::new(n, columns)
 }
@@ -446,11 +519,15 @@ fn canonical_columns(chunk: &DataFrame, out_kinds: &[Kind]) -> Result<Vec<Series
                         bail!("column `{}` is not a timestamp", c.name);
                     };
                     let unit = *unit;
-                    let micros: Int64Chunked = s
-                        .to_physical_repr()
+                    let phys = s.to_physical_repr();
+                    let micros: Int64Chunked = phys
                         .i64()?
-                        .apply_values(|v| schema::to_micros(v, unit));
-                    micros.into_datetime(TimeUnit::Microseconds, None).into_series()
+                        .iter()
+                        .map(|v| v.map(|v| schema::to_micros(v, unit)))
+                        .collect();
+                    micros
+                        .into_datetime(TimeUnit::Microseconds, None)
+                        .into_series()
                 }
                 _ => s.strict_cast(&kind.dtype())?,
             };
@@ -461,30 +538,52 @@ fn canonical_columns(chunk: &DataFrame, out_kinds: &[Kind]) -> Result<Vec<Series
 
 /// A typed column in the contract's text forms.
 fn as_text(s: &Series) -> Result<Series> {
-    let text: StringChunked = match s.dtype() {
+    use std::fmt::Write;
+    let name = s.name().clone();
+    Ok(match s.dtype() {
         DataType::Datetime(unit, _) => {
             let unit = *unit;
             let phys = s.to_physical_repr();
-            phys.i64()?
-                .iter()
-                .map(|v| v.map(|v| schema::format_timestamp(schema::to_micros(v, unit))))
-                .collect()
+            text_series(name, s.len(), phys.i64()?.iter(), |v, b| {
+                schema::write_timestamp(schema::to_micros(v, unit), b)
+            })
         }
-        d if d.is_float() => s
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.map(schema::format_float))
-            .collect(),
-        d if d.is_integer() => s
-            .cast(&DataType::Int64)?
-            .i64()?
-            .iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
+        d if d.is_float() => {
+            let f = s.cast(&DataType::Float64)?;
+            text_series(name, s.len(), f.f64()?.iter(), |v, b| {
+                let _ = write!(b, "{v}");
+            })
+        }
+        d if d.is_integer() => {
+            let i = s.cast(&DataType::Int64)?;
+            text_series(name, s.len(), i.i64()?.iter(), |v, b| {
+                let _ = write!(b, "{v}");
+            })
+        }
         d => bail!("column `{}` of type {d} has no text form", s.name()),
-    };
-    Ok(text.into_series())
+    })
+}
+
+/// Formats values through one reused buffer: no allocation per value.
+fn text_series<T>(
+    name: PlSmallStr,
+    len: usize,
+    values: impl Iterator<Item = Option<T>>,
+    write: impl Fn(T, &mut String),
+) -> Series {
+    let mut out = StringChunkedBuilder::new(name, len);
+    let mut buf = String::with_capacity(32);
+    for v in values {
+        match v {
+            Some(v) => {
+                buf.clear();
+                write(v, &mut buf);
+                out.append_value(&buf);
+            }
+            None => out.append_null(),
+        }
+    }
+    out.finish().into_series()
 }
 
 /// Corrupts one chunk. `first_row` is the chunk's first input row, `first_out` the output row its
@@ -498,9 +597,18 @@ fn corrupt_chunk(
     first_out: u64,
 ) -> Result<(DataFrame, Vec<LogEntry>)> {
     let columns = canonical_columns(chunk, out_kinds)?;
-    let col_index = |name: &str| schema::COLUMNS.iter().position(|c| c.name == name).expect("contract column");
+    let col_index = |name: &str| {
+        schema::COLUMNS
+            .iter()
+            .position(|c| c.name == name)
+            .expect("contract column")
+    };
     let cell = |col: usize, row: usize| -> Option<String> {
-        columns[col].get(row).ok().as_ref().and_then(schema::value_text)
+        columns[col]
+            .get(row)
+            .ok()
+            .as_ref()
+            .and_then(schema::value_text)
     };
 
     let mut take: Vec<IdxSize> = Vec::with_capacity(chunk.height() + chunk.height() / 16);
@@ -524,7 +632,7 @@ fn corrupt_chunk(
             input_row,
             inserted: false,
         };
-        let mut set = |edits: &mut Vec<_>, entry: &mut LogEntry, column: &str, value: Cell| {
+        let set = |edits: &mut Vec<_>, entry: &mut LogEntry, column: &str, value: Cell| {
             let c = col_index(column);
             entry.column = column.to_string();
             entry.before = cell(c, local);
@@ -534,7 +642,11 @@ fn corrupt_chunk(
         let pick = plan.pick;
         match plan.kind {
             ChaosKind::MissingRequired => {
-                let required: Vec<&str> = schema::COLUMNS.iter().filter(|c| c.required).map(|c| c.name).collect();
+                let required: Vec<&str> = schema::COLUMNS
+                    .iter()
+                    .filter(|c| c.required)
+                    .map(|c| c.name)
+                    .collect();
                 let column = choose(&required, pick, 3);
                 let value = if out_kinds[col_index(column)] == Kind::Text && pick % 2 == 0 {
                     Cell::Text(choose(&["", "   ", "\t"], pick, 4).to_string())
@@ -549,7 +661,13 @@ fn corrupt_chunk(
                     garbage_for(column, pick)
                 } else {
                     choose(
-                        &["yesterday", "2026-13-45T25:61:00Z", "1764078312", "2026-11-25 13:45:12", "25/11/2026 13:45"],
+                        &[
+                            "yesterday",
+                            "2026-13-45T25:61:00Z",
+                            "1764078312",
+                            "2026-11-25 13:45:12",
+                            "25/11/2026 13:45",
+                        ],
                         pick,
                         4,
                     )
@@ -559,14 +677,24 @@ fn corrupt_chunk(
             }
             ChaosKind::OutOfRange => {
                 let column = choose(
-                    &[schema::DOWNLOAD_PCT, schema::BATTERY_PCT, schema::RSSI_DBM, schema::BOOT_FAILURES, schema::RETRY_COUNT],
+                    &[
+                        schema::DOWNLOAD_PCT,
+                        schema::BATTERY_PCT,
+                        schema::RSSI_DBM,
+                        schema::BOOT_FAILURES,
+                        schema::RETRY_COUNT,
+                    ],
                     pick,
                     3,
                 );
                 let value = match column {
                     // Above 100 only: a negative download of a succeeded row would also be INCONSISTENT.
-                    schema::DOWNLOAD_PCT => Cell::Float(choose(&[100.5, 250.0, f64::NAN, f64::INFINITY], pick, 4)),
-                    schema::BATTERY_PCT => Cell::Float(choose(&[-1.0, 180.5, f64::NAN, f64::NEG_INFINITY], pick, 4)),
+                    schema::DOWNLOAD_PCT => {
+                        Cell::Float(choose(&[100.5, 250.0, f64::NAN, f64::INFINITY], pick, 4))
+                    }
+                    schema::BATTERY_PCT => {
+                        Cell::Float(choose(&[-1.0, 180.5, f64::NAN, f64::NEG_INFINITY], pick, 4))
+                    }
                     schema::RSSI_DBM => Cell::Int(choose(&[12, -200, 5], pick, 4)),
                     schema::BOOT_FAILURES => Cell::Int(choose(&[-1, 5000], pick, 4)),
                     _ => Cell::Int(choose(&[-2, 99_999], pick, 4)),
@@ -574,14 +702,28 @@ fn corrupt_chunk(
                 set(&mut edits, &mut entry, column, value);
             }
             ChaosKind::UnknownCategory => {
-                let column = choose(&[schema::REGION, schema::HW_MODEL, schema::OTA_STATUS, schema::ERROR_CODE], pick, 3);
+                let column = choose(
+                    &[
+                        schema::REGION,
+                        schema::HW_MODEL,
+                        schema::OTA_STATUS,
+                        schema::ERROR_CODE,
+                    ],
+                    pick,
+                    3,
+                );
                 let value = match column {
                     schema::REGION => choose(&["mars-north", "us-east-9", "antarctica"], pick, 4),
                     schema::HW_MODEL => choose(&["SEN-999", "TOASTER-1"], pick, 4),
                     schema::OTA_STATUS => choose(&["paused", "exploded", "unknown"], pick, 4),
                     _ => choose(&["E_GREMLINS", "E_UNKNOWN"], pick, 4),
                 };
-                set(&mut edits, &mut entry, column, Cell::Text(value.to_string()));
+                set(
+                    &mut edits,
+                    &mut entry,
+                    column,
+                    Cell::Text(value.to_string()),
+                );
             }
             ChaosKind::FutureTimestamp => {
                 const TEN_YEARS: i64 = 3650 * 86_400 * 1_000_000;
@@ -603,7 +745,11 @@ fn corrupt_chunk(
                 let mut before = Vec::new();
                 for c in schema::COLUMNS.iter().filter(|c| c.signal) {
                     let i = col_index(c.name);
-                    before.push(format!("{}={}", c.name, cell(i, local).unwrap_or_else(|| "null".into())));
+                    before.push(format!(
+                        "{}={}",
+                        c.name,
+                        cell(i, local).unwrap_or_else(|| "null".into())
+                    ));
                     edits.push((i, out_row, Cell::Null));
                 }
                 entry.before = Some(before.join(";"));
@@ -622,9 +768,16 @@ fn corrupt_chunk(
                 if plan.kind == ChaosKind::ConflictingDuplicate {
                     let c = col_index(schema::RETRY_COUNT);
                     let current = cell(c, local);
-                    let n = current.as_deref().and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+                    let n = current
+                        .as_deref()
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .unwrap_or(0);
                     let next = if n >= 1000 { n - 1 } else { n + 1 };
-                    let value = if out_kinds[c] == Kind::Text { Cell::Text(next.to_string()) } else { Cell::Int(next) };
+                    let value = if out_kinds[c] == Kind::Text {
+                        Cell::Text(next.to_string())
+                    } else {
+                        Cell::Int(next)
+                    };
                     copy.column = schema::RETRY_COUNT.into();
                     copy.before = current;
                     copy.after = value.text();
@@ -646,7 +799,8 @@ fn corrupt_chunk(
                     schema::OTA_STATUS,
                     schema::ERROR_CODE,
                 ];
-                let (column, v) = first_present(&texts, pick, &|n| cell(col_index(n), local), schema::REGION);
+                let (column, v) =
+                    first_present(&texts, pick, &|n| cell(col_index(n), local), schema::REGION);
                 let padded = match pick % 4 {
                     0 => format!(" {v}"),
                     1 => format!("{v}  "),
@@ -656,17 +810,37 @@ fn corrupt_chunk(
                 set(&mut edits, &mut entry, column, Cell::Text(padded));
             }
             ChaosKind::BenignCase => {
-                let enums = [schema::REGION, schema::HW_MODEL, schema::OTA_STATUS, schema::ERROR_CODE];
-                let (column, v) = first_present(&enums, pick, &|n| cell(col_index(n), local), schema::REGION);
+                let enums = [
+                    schema::REGION,
+                    schema::HW_MODEL,
+                    schema::OTA_STATUS,
+                    schema::ERROR_CODE,
+                ];
+                let (column, v) =
+                    first_present(&enums, pick, &|n| cell(col_index(n), local), schema::REGION);
                 let upper = v.to_uppercase();
                 let changed = if upper != v { upper } else { v.to_lowercase() };
                 set(&mut edits, &mut entry, column, Cell::Text(changed));
             }
             ChaosKind::BenignVersionPrefix => {
-                let versions = [schema::FIRMWARE_FROM, schema::FIRMWARE_TARGET, schema::FIRMWARE_REPORTED];
-                let (column, v) = first_present(&versions, pick, &|n| cell(col_index(n), local), schema::FIRMWARE_TARGET);
+                let versions = [
+                    schema::FIRMWARE_FROM,
+                    schema::FIRMWARE_TARGET,
+                    schema::FIRMWARE_REPORTED,
+                ];
+                let (column, v) = first_present(
+                    &versions,
+                    pick,
+                    &|n| cell(col_index(n), local),
+                    schema::FIRMWARE_TARGET,
+                );
                 let prefix = if pick % 2 == 0 { "v" } else { "V" };
-                set(&mut edits, &mut entry, column, Cell::Text(format!("{prefix}{v}")));
+                set(
+                    &mut edits,
+                    &mut entry,
+                    column,
+                    Cell::Text(format!("{prefix}{v}")),
+                );
             }
         }
         log.push(entry);
@@ -779,7 +953,9 @@ fn apply_edits(series: Series, kind: Kind, edits: &[(usize, usize, Cell)]) -> Re
                     None => v,
                 })
                 .collect();
-            edited.into_datetime(TimeUnit::Microseconds, None).into_series()
+            edited
+                .into_datetime(TimeUnit::Microseconds, None)
+                .into_series()
         }
     };
     Ok(out.with_name(name))
