@@ -40,15 +40,15 @@ fn generate_1m_devices(bencher: Bencher) {
 #[divan::bench(sample_count = 5, sample_size = 1)]
 fn chaos_1m_devices(bencher: Bencher) {
     let dir = tempfile::tempdir().unwrap();
-    let gen = generate(&Config::default(), &generate_options(dir.path()), &|_| {}).unwrap();
+    let fleet = generate(&Config::default(), &generate_options(dir.path()), &|_| {}).unwrap();
     let opts = ChaosOptions {
-        input: gen.path.clone(),
+        input: fleet.path.clone(),
         out: dir.path().join("telemetry.chaos.parquet"),
         log: dir.path().join("chaos_log.parquet"),
         rate: 0.05,
         seed: 42,
     };
     bencher
-        .counter(ItemsCount::new(gen.rows))
+        .counter(ItemsCount::new(fleet.rows))
         .bench(|| chaos(&opts, &|_| {}).unwrap());
 }

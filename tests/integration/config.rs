@@ -10,7 +10,14 @@ fn config_prints_the_defaults_as_toml_that_reads_back() {
     let out = w.ok(&["config"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
-    for key in ["halt_failure_rate = 0.05", "gate_min_devices = 100", "min_cohort = 30", "max_retries = 5", "FIELD_SERVICE = 350.0", "[models.SEN-200]"] {
+    for key in [
+        "halt_failure_rate = 0.05",
+        "gate_min_devices = 100",
+        "min_cohort = 30",
+        "max_retries = 5",
+        "FIELD_SERVICE = 350.0",
+        "[models.SEN-200]",
+    ] {
         assert!(text.contains(key), "missing {key} in\n{text}");
     }
     // Printing the printed file again gives the same text.
@@ -42,8 +49,16 @@ fn bad_files_are_errors_that_name_the_key() {
     let w = Workdir::new();
     let cases = [
         ("unknown.toml", "[gate]\nhalt_rate = 0.1\n", "halt_rate"),
-        ("type.toml", "[thresholds]\nmax_retries = \"five\"\n", "max_retries"),
-        ("range.toml", "[gate]\nhalt_failure_rate = 2.0\n", "gate.halt_failure_rate"),
+        (
+            "type.toml",
+            "[thresholds]\nmax_retries = \"five\"\n",
+            "max_retries",
+        ),
+        (
+            "range.toml",
+            "[gate]\nhalt_failure_rate = 2.0\n",
+            "gate.halt_failure_rate",
+        ),
         ("top.toml", "colour = \"blue\"\n", "colour"),
         ("model.toml", "[models.X-1]\ndual_bank = true\n", "battery"),
         ("broken.toml", "[gate\n", "broken.toml"),
@@ -56,7 +71,10 @@ fn bad_files_are_errors_that_name_the_key() {
     let err = w.fails(&["--config", "nowhere.toml", "config"], 1);
     assert!(err.contains("nowhere.toml"), "{err}");
     // A bad config stops every command before it writes anything.
-    let err = w.fails(&["--config", "unknown.toml", "generate", "--devices", "10"], 1);
+    let err = w.fails(
+        &["--config", "unknown.toml", "generate", "--devices", "10"],
+        1,
+    );
     assert!(err.contains("halt_rate"), "{err}");
     assert!(!w.path("out").exists());
 }

@@ -16,15 +16,28 @@ fn same_arguments_give_the_same_bytes_and_another_seed_differs() {
     let fa = std::fs::read(a.generate(40_000, 7)).unwrap();
     let fb = std::fs::read(b.generate(40_000, 7)).unwrap();
     let fc = std::fs::read(c.generate(40_000, 8)).unwrap();
-    assert!(fa == fb, "same devices, seed and as_of must give the same bytes");
+    assert!(
+        fa == fb,
+        "same devices, seed and as_of must give the same bytes"
+    );
     assert!(fa != fc, "another seed must give another fleet");
 }
 
 #[test]
 fn thread_count_does_not_change_the_bytes() {
     let (a, b) = (Workdir::new(), Workdir::new());
+    // Several blocks of 131,072 devices, so that threads really share the work.
     let args = |threads: &'static str| {
-        vec!["--quiet", "--threads", threads, "generate", "--devices", "40000", "--as-of", AS_OF]
+        vec![
+            "--quiet",
+            "--threads",
+            threads,
+            "generate",
+            "--devices",
+            "300000",
+            "--as-of",
+            AS_OF,
+        ]
     };
     a.ok(&args("1"));
     b.ok(&args("2"));
@@ -48,7 +61,10 @@ fn columns_follow_the_contract_in_name_type_and_order() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(got[0].0, "device_id");
-    assert_eq!(got[16], ("reported_at".to_string(), "datetime[μs]".to_string()));
+    assert_eq!(
+        got[16],
+        ("reported_at".to_string(), "datetime[μs]".to_string())
+    );
 }
 
 #[test]
@@ -72,7 +88,9 @@ fn fleet_is_clean_reaches_every_state_and_plants_the_bottlenecks() {
     assert_eq!(latest.len() as u64, devices);
     let mut per_device: HashMap<&str, usize> = HashMap::new();
     for r in &rows {
-        *per_device.entry(r.device_id.as_deref().unwrap()).or_default() += 1;
+        *per_device
+            .entry(r.device_id.as_deref().unwrap())
+            .or_default() += 1;
     }
     let multi = per_device.values().filter(|&&n| n > 1).count() as f64 / devices as f64;
     assert!((0.08..=0.12).contains(&multi), "multi-report share {multi}");
@@ -100,7 +118,10 @@ fn fleet_is_clean_reaches_every_state_and_plants_the_bottlenecks() {
     };
     // Weak-signal region: over the 5% gate; most regions far below it.
     let (weak, weak_n) = rate(&|r| r.region.as_deref() == Some(planted.weak_region.as_str()));
-    assert!(weak > 0.08 && weak_n >= 100, "weak region {weak} over {weak_n}");
+    assert!(
+        weak > 0.08 && weak_n >= 100,
+        "weak region {weak} over {weak_n}"
+    );
     let below = config
         .regions
         .iter()
@@ -122,23 +143,39 @@ fn fleet_is_clean_reaches_every_state_and_plants_the_bottlenecks() {
     let (bad, _) = rate(&|r| r.gateway_id.as_deref() == Some(planted.degraded_gateway.as_str()));
     for g in gateways.iter().filter(|g| **g != planted.degraded_gateway) {
         let (other, _) = rate(&|r| r.gateway_id.as_deref() == Some(g.as_str()));
-        assert!(bad > other + 0.08, "{} at {bad} vs {g} at {other}", planted.degraded_gateway);
+        assert!(
+            bad > other + 0.08,
+            "{} at {bad} vs {g} at {other}",
+            planted.degraded_gateway
+        );
     }
     // Brick-prone cohort: mostly BRICKED, far above every other (model, firmware_from) cohort.
     let cohort = |r: &oracle::Row| {
         r.hw_model.as_deref() == Some(planted.brick_model.as_str())
             && r.firmware_from.as_deref() == Some(planted.brick_firmware_from.as_str())
     };
-    let bricked = states.iter().filter(|(s, r)| cohort(r) && *s == State::Bricked).count() as f64;
+    let bricked = states
+        .iter()
+        .filter(|(s, r)| cohort(r) && *s == State::Bricked)
+        .count() as f64;
     let (cohort_rate, cohort_n) = rate(&cohort);
-    assert!(bricked / cohort_n as f64 > 0.2, "cohort bricked share {}", bricked / cohort_n as f64);
+    assert!(
+        bricked / cohort_n as f64 > 0.2,
+        "cohort bricked share {}",
+        bricked / cohort_n as f64
+    );
     for model in config.models.keys() {
         for fw in ["4.1.2", "4.1.0", "4.0.3", "3.9.8", "3.7.1"] {
             if *model == planted.brick_model && fw == planted.brick_firmware_from {
                 continue;
             }
-            let (other, _) = rate(&|r| r.hw_model.as_deref() == Some(model) && r.firmware_from.as_deref() == Some(fw));
-            assert!(cohort_rate > other + 0.15, "cohort {cohort_rate} vs {model}/{fw} {other}");
+            let (other, _) = rate(&|r| {
+                r.hw_model.as_deref() == Some(model) && r.firmware_from.as_deref() == Some(fw)
+            });
+            assert!(
+                cohort_rate > other + 0.15,
+                "cohort {cohort_rate} vs {model}/{fw} {other}"
+            );
         }
     }
 }
@@ -163,7 +200,15 @@ fn bad_arguments_fail_cleanly_and_write_nothing() {
 #[test]
 fn json_summary_counts_devices_and_rows() {
     let w = Workdir::new();
-    let out = w.ok(&["--json", "--quiet", "generate", "--devices", "500", "--as-of", AS_OF]);
+    let out = w.ok(&[
+        "--json",
+        "--quiet",
+        "generate",
+        "--devices",
+        "500",
+        "--as-of",
+        AS_OF,
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["devices"], 500);
     let rows = read_parquet(&w.path("out/raw/telemetry.parquet")).height();

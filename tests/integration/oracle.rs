@@ -30,7 +30,13 @@ pub struct Row {
 }
 
 fn texts(df: &DataFrame, name: &str) -> Vec<Option<String>> {
-    df.column(name).unwrap().str().unwrap().iter().map(|v| v.map(str::to_string)).collect()
+    df.column(name)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
 }
 fn floats(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
     df.column(name).unwrap().f64().unwrap().iter().collect()
@@ -39,7 +45,11 @@ fn ints(df: &DataFrame, name: &str) -> Vec<Option<i32>> {
     df.column(name).unwrap().i32().unwrap().iter().collect()
 }
 fn times(df: &DataFrame, name: &str) -> Vec<Option<i64>> {
-    let s = df.column(name).unwrap().as_materialized_series().to_physical_repr();
+    let s = df
+        .column(name)
+        .unwrap()
+        .as_materialized_series()
+        .to_physical_repr();
     s.i64().unwrap().iter().collect()
 }
 
@@ -47,10 +57,18 @@ fn times(df: &DataFrame, name: &str) -> Vec<Option<i64>> {
 pub fn rows(df: &DataFrame) -> Vec<Row> {
     let t = |n| texts(df, n);
     let (ids, regions, models, gws) = (t("device_id"), t("region"), t("hw_model"), t("gateway_id"));
-    let (from, target, reported) = (t("firmware_from"), t("firmware_target"), t("firmware_reported"));
+    let (from, target, reported) = (
+        t("firmware_from"),
+        t("firmware_target"),
+        t("firmware_reported"),
+    );
     let (status, error) = (t("ota_status"), t("error_code"));
     let (dl, bat) = (floats(df, "download_pct"), floats(df, "battery_pct"));
-    let (rssi, boot, retry) = (ints(df, "rssi_dbm"), ints(df, "boot_failures"), ints(df, "retry_count"));
+    let (rssi, boot, retry) = (
+        ints(df, "rssi_dbm"),
+        ints(df, "boot_failures"),
+        ints(df, "retry_count"),
+    );
     let (started, hb, rep) = (
         times(df, "update_started_at"),
         times(df, "last_heartbeat_at"),
@@ -82,9 +100,11 @@ pub fn rows(df: &DataFrame) -> Vec<Row> {
 fn is_semver(v: &str) -> bool {
     let parts: Vec<&str> = v.split('.').collect();
     parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0')))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
 }
 
 /// The reasons SPEC section 4 gives one canonical row on its own (DUPLICATE and CONFLICT, which
@@ -120,7 +140,10 @@ pub fn row_problems(r: &Row, config: &Config, as_of: i64) -> Vec<String> {
             p.push(format!("{c}:TYPE_MISMATCH"));
         }
     }
-    for (c, v) in [("download_pct", r.download_pct), ("battery_pct", r.battery_pct)] {
+    for (c, v) in [
+        ("download_pct", r.download_pct),
+        ("battery_pct", r.battery_pct),
+    ] {
         if v.is_some_and(|x| !(0.0..=100.0).contains(&x)) {
             p.push(format!("{c}:OUT_OF_RANGE"));
         }
@@ -128,21 +151,36 @@ pub fn row_problems(r: &Row, config: &Config, as_of: i64) -> Vec<String> {
     if r.rssi_dbm.is_some_and(|x| !(-140..=0).contains(&x)) {
         p.push("rssi_dbm:OUT_OF_RANGE".into());
     }
-    for (c, v) in [("boot_failures", r.boot_failures), ("retry_count", r.retry_count)] {
+    for (c, v) in [
+        ("boot_failures", r.boot_failures),
+        ("retry_count", r.retry_count),
+    ] {
         if v.is_some_and(|x| !(0..=1000).contains(&x)) {
             p.push(format!("{c}:OUT_OF_RANGE"));
         }
     }
-    if r.region.as_deref().is_some_and(|v| config.region_index(v).is_none()) {
+    if r.region
+        .as_deref()
+        .is_some_and(|v| config.region_index(v).is_none())
+    {
         p.push("region:UNKNOWN_CATEGORY".into());
     }
-    if r.hw_model.as_deref().is_some_and(|v| !config.models.keys().any(|m| m.eq_ignore_ascii_case(v))) {
+    if r.hw_model
+        .as_deref()
+        .is_some_and(|v| !config.models.keys().any(|m| m.eq_ignore_ascii_case(v)))
+    {
         p.push("hw_model:UNKNOWN_CATEGORY".into());
     }
-    if r.ota_status.as_deref().is_some_and(|v| !schema::OTA_STATUSES.contains(&v)) {
+    if r.ota_status
+        .as_deref()
+        .is_some_and(|v| !schema::OTA_STATUSES.contains(&v))
+    {
         p.push("ota_status:UNKNOWN_CATEGORY".into());
     }
-    if r.error_code.as_deref().is_some_and(|v| !schema::ERROR_CODES.contains(&v)) {
+    if r.error_code
+        .as_deref()
+        .is_some_and(|v| !schema::ERROR_CODES.contains(&v))
+    {
         p.push("error_code:UNKNOWN_CATEGORY".into());
     }
     let y2000 = schema::parse_timestamp("2000-01-01T00:00:00Z").unwrap();
@@ -155,10 +193,10 @@ pub fn row_problems(r: &Row, config: &Config, as_of: i64) -> Vec<String> {
             p.push(format!("{c}:BAD_TIMESTAMP"));
         }
     }
-    if let (Some(rep), Some(start)) = (r.reported_at, r.update_started_at) {
-        if rep < start {
-            p.push("reported_at:BAD_TIMESTAMP".into());
-        }
+    if let (Some(rep), Some(start)) = (r.reported_at, r.update_started_at)
+        && rep < start
+    {
+        p.push("reported_at:BAD_TIMESTAMP".into());
     }
     if r.download_pct.is_none()
         && r.battery_pct.is_none()
@@ -169,7 +207,8 @@ pub fn row_problems(r: &Row, config: &Config, as_of: i64) -> Vec<String> {
     {
         p.push("*:SIGNAL_DROP".into());
     }
-    let succeeded_short = r.ota_status.as_deref() == Some("succeeded") && r.download_pct.is_some_and(|d| d < 100.0);
+    let succeeded_short =
+        r.ota_status.as_deref() == Some("succeeded") && r.download_pct.is_some_and(|d| d < 100.0);
     let foreign_image = r.firmware_reported.is_some()
         && r.firmware_target.is_some()
         && r.firmware_from.is_some()
@@ -226,7 +265,8 @@ pub fn state(r: &Row, config: &Config, as_of: i64) -> State {
         .is_none_or(|h| (h as f64) < as_of as f64 - t.heartbeat_timeout_hours * hour);
     let status = r.ota_status.as_deref().unwrap();
     let full = r.download_pct == Some(100.0);
-    if r.boot_failures.is_some_and(|b| i64::from(b) >= t.brick_boot_failures)
+    if r.boot_failures
+        .is_some_and(|b| i64::from(b) >= t.brick_boot_failures)
         || (stale && full && ["installing", "failed", "timed_out"].contains(&status))
     {
         return State::Bricked;
@@ -237,7 +277,8 @@ pub fn state(r: &Row, config: &Config, as_of: i64) -> State {
     if status == "succeeded" && r.firmware_reported == r.firmware_target {
         return State::Healthy;
     }
-    if status == "rolled_back" || (status == "succeeded" && r.firmware_reported == r.firmware_from) {
+    if status == "rolled_back" || (status == "succeeded" && r.firmware_reported == r.firmware_from)
+    {
         return State::RolledBack;
     }
     if ["failed", "timed_out"].contains(&status) {
