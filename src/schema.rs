@@ -364,6 +364,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_timestamp_of_four_digit_years_round_trips(us in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let text = format_timestamp(us);
+            proptest::prop_assert_eq!(parse_timestamp(&text), Some(us));
+            proptest::prop_assert_eq!(text.len(), 27);
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics(text in "\\PC{0,40}") {
+            let _ = parse_timestamp(&text);
+        }
+
+        #[test]
+        fn parsing_near_misses_never_panics(text in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,9})?(Z|[+-][0-9]{2}:[0-9]{2}|)") {
+            if let Some(us) = parse_timestamp(&text) {
+                // Whatever parses formats back to a time that parses to the same instant.
+                proptest::prop_assert_eq!(parse_timestamp(&format_timestamp(us)), Some(us));
+            }
+        }
+    }
+
     #[test]
     fn ids_follow_the_pattern() {
         assert!(is_valid_id("SEN-100-7F3A9C21"));
