@@ -215,3 +215,53 @@ fn json_summary_counts_devices_and_rows() {
     assert_eq!(v["rows"], rows as u64);
     assert!(out.stderr.is_empty(), "--quiet prints nothing on stderr");
 }
+
+/// SPEC section 8's gate for one region: HALT, WATCH or PROCEED.
+fn gate(devices: usize, failed: usize, config: &Config) -> &'static str {
+    let n = devices as f64;
+    let p = failed as f64 / n;
+    let z = 1.959_963_984_540_054_f64;
+    let high = (p + z * z / (2.0 * n) + z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt())
+        / (1.0 + z * z / n);
+    let g = &config.gate;
+    if devices as i64 >= g.gate_min_devices && p > g.halt_failure_rate {
+        "HALT"
+    } else if high > g.halt_failure_rate {
+        "WATCH"
+    } else {
+        "PROCEED"
+    }
+}
+
+#[test]
+fn the_default_fleet_halts_the_weak_region_and_most_regions_proceed() {
+    // The built-in defaults: 10,000 devices, seed 42.
+    let w = Workdir::new();
+    let df = read_parquet(&w.generate(10_000, 42));
+    let config = Config::default();
+    let rows = oracle::rows(&df);
+    let mut by_region: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for &i in oracle::latest(&rows).values() {
+        let e = by_region
+            .entry(rows[i].region.clone().unwrap())
+            .or_default();
+        e.0 += 1;
+        e.1 += usize::from(oracle::state(&rows[i], &config, as_of_us()).failed());
+    }
+    let decisions: BTreeMap<&str, &str> = by_region
+        .iter()
+        .map(|(r, &(n, f))| (r.as_str(), gate(n, f, &config)))
+        .collect();
+    let weak = bottlenecks(&config).weak_region;
+    assert_eq!(decisions[weak.as_str()], "HALT", "{decisions:?}");
+    let proceed = decisions.values().filter(|d| **d == "PROCEED").count();
+    assert!(
+        proceed >= 9,
+        "only {proceed} of 12 regions PROCEED: {decisions:?} {by_region:?}"
+    );
+    assert_eq!(
+        decisions.values().filter(|d| **d == "HALT").count(),
+        1,
+        "{decisions:?}"
+    );
+}
