@@ -8,7 +8,9 @@ use divan::counter::ItemsCount;
 use sentinel::chaos::{ChaosOptions, chaos};
 use sentinel::config::Config;
 use sentinel::generate::{GenerateOptions, generate};
+use sentinel::recover::{RecoverOptions, recover};
 use sentinel::schema::parse_timestamp;
+use sentinel::workspace::Workspace;
 
 fn main() {
     divan::main();
@@ -51,4 +53,29 @@ fn chaos_1m_devices(bencher: Bencher) {
     bencher
         .counter(ItemsCount::new(fleet.rows))
         .bench(|| chaos(&opts, &|_| {}).unwrap());
+}
+
+/// recover: the chaos output of the 1M-device fleet (about 1.14M rows), all outputs and the
+/// DuckDB load included.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn recover_1m_devices(bencher: Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let fleet = generate(&config, &generate_options(dir.path()), &|_| {}).unwrap();
+    let corrupted = ChaosOptions {
+        input: fleet.path.clone(),
+        out: dir.path().join("telemetry.chaos.parquet"),
+        log: dir.path().join("chaos_log.parquet"),
+        rate: 0.05,
+        seed: 42,
+    };
+    let chaotic = chaos(&corrupted, &|_| {}).unwrap();
+    let ws = Workspace::new(dir.path().join("out"));
+    let opts = RecoverOptions {
+        inputs: vec![corrupted.out.clone()],
+        as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
+    };
+    bencher
+        .counter(ItemsCount::new(chaotic.rows_out))
+        .bench(|| recover(&config, &opts, &ws).unwrap());
 }

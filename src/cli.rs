@@ -55,6 +55,10 @@ pub enum Command {
     /// bad timestamps, dropped signals, duplicates, conflicts, and benign noise), and log every
     /// change with the reason the sanitizer must give.
     Chaos(ChaosArgs),
+    /// Sanitize and triage every report of the inputs, classify every device and plan its
+    /// recovery: writes stage/clean.parquet, stage/triage.parquet, stage/device_state.parquet and
+    /// stage/recovery_plan.csv, and loads the run into sentinel.duckdb in one transaction.
+    Recover(RecoverArgs),
     /// Print the effective configuration (built-in defaults with --config applied) as TOML.
     Config,
 }
@@ -113,6 +117,21 @@ pub struct ChaosArgs {
     /// Seed that decides which rows are corrupted and how. Default: 42.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Telemetry to recover: a .parquet, .csv, .ndjson or .jsonl file, or a folder of them (read
+    /// in name order). Repeat the flag for several inputs; duplicates and conflicts are found
+    /// across all of them. Required.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub input: Vec<PathBuf>,
+
+    /// The moment the telemetry describes (RFC 3339): heartbeats and timeouts are measured from
+    /// it, and timestamps more than 5 minutes after it are quarantined. Default: now, in whole
+    /// seconds.
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
 }
 
 /// Parses `--as-of`: an RFC 3339 timestamp, into µs since the epoch.

@@ -12,6 +12,7 @@ use crate::chaos::{self, ChaosOptions};
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
+use crate::recover::{self, RecoverOptions};
 use crate::workspace::Workspace;
 
 /// Runs one command; the result is the process exit code.
@@ -49,6 +50,35 @@ pub fn execute(cli: Cli) -> Result<u8> {
                     summary.path.display(),
                     summary.seconds,
                     summary.devices as f64 / summary.seconds.max(1e-9)
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Recover(args) => {
+            let opts = RecoverOptions {
+                inputs: args.input,
+                as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
+            };
+            let summary = recover::recover(&config, &opts, &ws)?;
+            out.summary(&summary, || {
+                let list = |m: &std::collections::BTreeMap<String, u64>| {
+                    m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+                };
+                format!(
+                    "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s",
+                    summary.run_id,
+                    summary.rows_in,
+                    summary.rows_clean,
+                    summary.rows_quarantined,
+                    list(&summary.quarantined_by_reason),
+                    summary.devices,
+                    list(&summary.devices_by_state),
+                    list(&summary.devices_by_action),
+                    summary.blind_devices,
+                    summary.cost_usd,
+                    summary.truck_rolls_avoided,
+                    summary.cost_avoided_usd,
+                    summary.timings.get("total").copied().unwrap_or(0.0)
                 )
             })?;
             Ok(0)

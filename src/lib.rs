@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! generate ──> raw Parquet ──> chaos ──> corrupted Parquet (+ chaos log)
+//!                                             │
+//! recover:  ingest ─> sanitize (normalize, validate, triage) ─> classify (latest report, state,
+//!           action, cost) ─> stage Parquet + recovery plan ─> warehouse (DuckDB, one transaction)
 //! ```
 //!
 //! Modules in the order data flows. Stages never call each other: they meet through the column
@@ -9,11 +12,16 @@
 //! knows which stage runs when.
 
 pub mod chaos;
+pub mod classify;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod generate;
+pub mod ingest;
 pub mod parallel;
 pub mod parquet;
+pub mod recover;
+pub mod sanitize;
 pub mod schema;
+pub mod warehouse;
 pub mod workspace;

@@ -38,6 +38,31 @@ impl Workspace {
     pub fn chaos_log(&self) -> PathBuf {
         self.root.join("raw").join("chaos_log.parquet")
     }
+
+    /// `stage/clean.parquet`: the clean reports of the last recover.
+    pub fn clean(&self) -> PathBuf {
+        self.root.join("stage").join("clean.parquet")
+    }
+
+    /// `stage/triage.parquet`: the quarantined reports with their reasons.
+    pub fn triage(&self) -> PathBuf {
+        self.root.join("stage").join("triage.parquet")
+    }
+
+    /// `stage/device_state.parquet`: one row per device with a clean report.
+    pub fn device_state(&self) -> PathBuf {
+        self.root.join("stage").join("device_state.parquet")
+    }
+
+    /// `stage/recovery_plan.csv`: devices that need an action other than NONE or WAIT.
+    pub fn recovery_plan(&self) -> PathBuf {
+        self.root.join("stage").join("recovery_plan.csv")
+    }
+
+    /// `sentinel.duckdb`: the database of every run.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("sentinel.duckdb")
+    }
 }
 
 /// A file being written under a temporary name next to its destination. `commit` flushes it to
@@ -84,6 +109,11 @@ impl AtomicFile {
     /// The destination this file will become.
     pub fn dest(&self) -> &Path {
         &self.dest
+    }
+
+    /// The temporary file's path (to hand to a reader before the file is committed).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.as_ref().expect("not committed").path()
     }
 
     /// Flushes the file to disk and renames it over the destination.

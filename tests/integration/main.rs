@@ -4,4 +4,6 @@ mod chaos;
 mod config;
 mod generate;
 mod oracle;
+mod recover;
+mod sanitize;
 mod util;

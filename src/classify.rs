@@ -1,0 +1,372 @@
+//! Device state and recovery action (SPEC section 5) as polars lazy expressions: the latest clean
+//! report of every device, its state by the first rule that matches, its action, the action's
+//! cost, and a rationale sentence with the values that decided it.
+//!
+//! A null never satisfies a comparison here (each condition is `fill_null(false)`), except that a
+//! null retry_count counts as 0, as the SPEC says.
+
+use polars::prelude::{
+    DataType, Expr, LazyFrame, NULL, PolarsResult, col, concat_str, len, lit, when,
+};
+
+use crate::config::Config;
+use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
+use crate::schema;
+
+/// Device states in the order their rules are tried.
+pub const STATES: [&str; 7] = [
+    "BRICKED",
+    "UNREACHABLE",
+    "HEALTHY",
+    "ROLLED_BACK",
+    "PARTIAL",
+    "STALLED",
+    "UPDATING",
+];
+/// States that count as failures (silence included).
+pub const FAILED_STATES: [&str; 5] = [
+    "BRICKED",
+    "UNREACHABLE",
+    "ROLLED_BACK",
+    "PARTIAL",
+    "STALLED",
+];
+/// Recovery actions.
+pub const ACTIONS: [&str; 8] = [
+    "NONE",
+    "WAIT",
+    "RETRY_OTA",
+    "DEFER",
+    "ESCALATE",
+    "REMOTE_ROLLBACK",
+    "FIELD_SERVICE",
+    "RMA",
+];
+/// Actions done remotely: each avoids a truck roll.
+pub const REMOTE_ACTIONS: [&str; 3] = ["RETRY_OTA", "DEFER", "REMOTE_ROLLBACK"];
+
+fn flag(e: Expr) -> Expr {
+    e.fill_null(lit(false))
+}
+
+fn one_of(e: Expr, values: &[&str]) -> Expr {
+    values
+        .iter()
+        .map(|v| e.clone().eq(lit(*v)))
+        .reduce(Expr::or)
+        .map(flag)
+        .unwrap_or(lit(false))
+}
+
+/// A value as text for a rationale; `null` when missing.
+fn text(e: Expr) -> Expr {
+    e.cast(DataType::String).fill_null(lit("null"))
+}
+
+fn sentence(parts: Vec<Expr>) -> Expr {
+    concat_str(parts, "", false)
+}
+
+/// The latest clean report of each device (greatest reported_at; ties to the later input file,
+/// then the greater source_row), with `reports`, the device's number of clean reports.
+pub fn latest_reports(clean: LazyFrame) -> PolarsResult<LazyFrame> {
+    let device = [col(schema::DEVICE_ID)];
+    let order = col(SOURCE_INDEX).cast(DataType::UInt64) * lit(1u64 << 40) + col(SOURCE_ROW);
+    Ok(clean
+        .with_columns([
+            order.alias("__order"),
+            len()
+                .over(device.clone())?
+                .cast(DataType::UInt32)
+                .alias("reports"),
+        ])
+        .filter(col(schema::REPORTED_AT).eq(col(schema::REPORTED_AT).max().over(device.clone())?))
+        .filter(col("__order").eq(col("__order").max().over(device)?)))
+}
+
+/// Adds `stale`, `state`, `failed`, `action`, `cost_usd`, `truck_roll_avoided`,
+/// `cost_avoided_usd` and `rationale` to the latest reports.
+pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame {
+    let t = &config.thresholds;
+    let hour = 3_600_000_000f64;
+    let heartbeat_cut = as_of_us - (t.heartbeat_timeout_hours * hour) as i64;
+    let campaign_cut = as_of_us - (t.campaign_timeout_hours * hour) as i64;
+
+    let status = col(schema::OTA_STATUS);
+    let heartbeat = col(schema::LAST_HEARTBEAT_AT).cast(DataType::Int64);
+    let stale = heartbeat
+        .clone()
+        .is_null()
+        .or(flag(heartbeat.lt(lit(heartbeat_cut))));
+    let full = flag(col(schema::DOWNLOAD_PCT).eq(lit(100.0)));
+    let boot = flag(col(schema::BOOT_FAILURES).gt_eq(lit(t.brick_boot_failures)));
+    let reported = col(schema::FIRMWARE_REPORTED);
+    let succeeded = flag(status.clone().eq(lit("succeeded")));
+    let started_long_ago = flag(
+        col(schema::UPDATE_STARTED_AT)
+            .cast(DataType::Int64)
+            .lt(lit(campaign_cut)),
+    );
+    let silent_after_download = col("stale").and(full.clone()).and(one_of(
+        status.clone(),
+        &["installing", "failed", "timed_out"],
+    ));
+    let false_success = succeeded
+        .clone()
+        .and(flag(reported.clone().eq(col(schema::FIRMWARE_FROM))));
+
+    let state = when(boot.clone().or(silent_after_download.clone()))
+        .then(lit("BRICKED"))
+        .when(col("stale"))
+        .then(lit("UNREACHABLE"))
+        .when(
+            succeeded
+                .clone()
+                .and(flag(reported.clone().eq(col(schema::FIRMWARE_TARGET)))),
+        )
+        .then(lit("HEALTHY"))
+        .when(flag(status.clone().eq(lit("rolled_back"))).or(false_success.clone()))
+        .then(lit("ROLLED_BACK"))
+        .when(one_of(status.clone(), &["failed", "timed_out"]))
+        .then(lit("PARTIAL"))
+        .when(
+            one_of(status.clone(), &["queued", "downloading", "installing"]).and(started_long_ago),
+        )
+        .then(lit("STALLED"))
+        .otherwise(lit("UPDATING"));
+
+    let retries = col(schema::RETRY_COUNT)
+        .fill_null(lit(0i32))
+        .cast(DataType::Int64);
+    let battery_ok = col(schema::BATTERY_PCT)
+        .is_null()
+        .or(flag(col(schema::BATTERY_PCT).gt_eq(lit(t.min_battery_pct))));
+    let signal_ok = col(schema::RSSI_DBM)
+        .is_null()
+        .or(flag(col(schema::RSSI_DBM).gt_eq(lit(t.min_rssi_dbm))));
+    let dual_bank: Vec<&str> = config
+        .models
+        .iter()
+        .filter(|(_, m)| m.dual_bank)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let is_dual = one_of(col(schema::HW_MODEL), &dual_bank);
+    let flash = flag(col(schema::ERROR_CODE).eq(lit("E_FLASH_WRITE")));
+    let st = col("state");
+    let action = when(st.clone().eq(lit("HEALTHY")))
+        .then(lit("NONE"))
+        .when(st.clone().eq(lit("UPDATING")))
+        .then(lit("WAIT"))
+        .when(one_of(st.clone(), &["PARTIAL", "ROLLED_BACK", "STALLED"]))
+        .then(
+            when(retries.clone().gt_eq(lit(t.max_retries)))
+                .then(lit("ESCALATE"))
+                .when(battery_ok.clone().and(signal_ok.clone()))
+                .then(lit("RETRY_OTA"))
+                .otherwise(lit("DEFER")),
+        )
+        .when(st.clone().eq(lit("BRICKED")))
+        .then(
+            when(is_dual.clone())
+                .then(lit("REMOTE_ROLLBACK"))
+                .when(flash.clone())
+                .then(lit("RMA"))
+                .otherwise(lit("FIELD_SERVICE")),
+        )
+        .otherwise(
+            when(full.clone())
+                .then(lit("FIELD_SERVICE"))
+                .otherwise(lit("WAIT")),
+        );
+
+    let c = &config.costs_usd;
+    let costs = [
+        ("NONE", c.NONE),
+        ("WAIT", c.WAIT),
+        ("RETRY_OTA", c.RETRY_OTA),
+        ("DEFER", c.DEFER),
+        ("REMOTE_ROLLBACK", c.REMOTE_ROLLBACK),
+        ("ESCALATE", c.ESCALATE),
+        ("FIELD_SERVICE", c.FIELD_SERVICE),
+        ("RMA", c.RMA),
+    ];
+    let mut cost = when(lit(false))
+        .then(lit(0.0))
+        .when(lit(false))
+        .then(lit(0.0));
+    for (a, usd) in costs {
+        cost = cost.when(col("action").eq(lit(a))).then(lit(usd));
+    }
+    let cost = cost.otherwise(lit(0.0));
+
+    // Rationale: the state's reason, then the action's.
+    let model = col(schema::HW_MODEL);
+    let bank = when(is_dual.clone())
+        .then(lit("dual-bank "))
+        .otherwise(lit("single-bank "));
+    let state_why = when(boot)
+        .then(sentence(vec![
+            lit("boot_failures="),
+            text(col(schema::BOOT_FAILURES)),
+            lit(format!(" >= {}", t.brick_boot_failures)),
+            lit(" on "),
+            bank.clone(),
+            model.clone(),
+        ]))
+        .when(silent_after_download)
+        .then(sentence(vec![
+            lit("no heartbeat since "),
+            text(col(schema::LAST_HEARTBEAT_AT)),
+            lit(" after a full download while "),
+            status.clone(),
+        ]))
+        .when(col("stale"))
+        .then(sentence(vec![
+            lit("no heartbeat since "),
+            text(col(schema::LAST_HEARTBEAT_AT)),
+            lit(format!(
+                " (timeout {} h), download_pct=",
+                t.heartbeat_timeout_hours
+            )),
+            text(col(schema::DOWNLOAD_PCT)),
+        ]))
+        .when(st.clone().eq(lit("HEALTHY")))
+        .then(sentence(vec![
+            lit("succeeded and reports target "),
+            col(schema::FIRMWARE_TARGET),
+        ]))
+        .when(false_success)
+        .then(sentence(vec![
+            lit("succeeded but reports the old image "),
+            col(schema::FIRMWARE_FROM),
+        ]))
+        .when(st.clone().eq(lit("ROLLED_BACK")))
+        .then(sentence(vec![
+            lit("ota_status=rolled_back, error_code="),
+            text(col(schema::ERROR_CODE)),
+        ]))
+        .when(st.clone().eq(lit("PARTIAL")))
+        .then(sentence(vec![
+            lit("ota_status="),
+            status.clone(),
+            lit(", error_code="),
+            text(col(schema::ERROR_CODE)),
+        ]))
+        .when(st.clone().eq(lit("STALLED")))
+        .then(sentence(vec![
+            status.clone(),
+            lit(" since "),
+            text(col(schema::UPDATE_STARTED_AT)),
+            lit(format!(" (over {} h)", t.campaign_timeout_hours)),
+        ]))
+        .when(succeeded)
+        .then(lit("succeeded, new image not yet confirmed by the device"))
+        .otherwise(sentence(vec![
+            status,
+            lit(" since "),
+            text(col(schema::UPDATE_STARTED_AT)),
+        ]));
+    let a = col("action");
+    let retry_text = sentence(vec![lit("retry_count="), text(retries.clone())]);
+    let action_why = when(a.clone().eq(lit("RETRY_OTA")))
+        .then(sentence(vec![
+            retry_text.clone(),
+            lit(format!(
+                " < {}, battery and signal sufficient",
+                t.max_retries
+            )),
+        ]))
+        .when(a.clone().eq(lit("DEFER")))
+        .then(sentence(vec![
+            retry_text.clone(),
+            lit(format!(" < {} but ", t.max_retries)),
+            when(battery_ok.not())
+                .then(sentence(vec![
+                    lit("battery_pct="),
+                    text(col(schema::BATTERY_PCT)),
+                    lit(format!(" < {}", t.min_battery_pct)),
+                ]))
+                .otherwise(sentence(vec![
+                    lit("rssi_dbm="),
+                    text(col(schema::RSSI_DBM)),
+                    lit(format!(" < {}", t.min_rssi_dbm)),
+                ])),
+        ]))
+        .when(a.clone().eq(lit("ESCALATE")))
+        .then(sentence(vec![
+            retry_text,
+            lit(format!(" >= {}", t.max_retries)),
+        ]))
+        .when(a.clone().eq(lit("REMOTE_ROLLBACK")))
+        .then(sentence(vec![
+            lit("dual-bank "),
+            model.clone(),
+            lit(" can boot its previous image"),
+        ]))
+        .when(a.clone().eq(lit("RMA")))
+        .then(sentence(vec![
+            lit("E_FLASH_WRITE on single-bank "),
+            model.clone(),
+        ]))
+        .when(
+            a.clone()
+                .eq(lit("FIELD_SERVICE"))
+                .and(st.clone().eq(lit("BRICKED"))),
+        )
+        .then(sentence(vec![lit("single-bank "), model]))
+        .when(a.clone().eq(lit("FIELD_SERVICE")))
+        .then(lit("image fully downloaded, device silent"))
+        .otherwise(lit(NULL).cast(DataType::String));
+    let rationale = when(action_why.clone().is_null())
+        .then(sentence(vec![state_why.clone(), lit(" -> "), a.clone()]))
+        .otherwise(sentence(vec![
+            state_why,
+            lit(" -> "),
+            a.clone(),
+            lit(": "),
+            action_why,
+        ]));
+
+    latest
+        .with_columns([stale.alias("stale")])
+        .with_columns([state.alias("state")])
+        .with_columns([
+            one_of(col("state"), &FAILED_STATES).alias("failed"),
+            action.alias("action"),
+        ])
+        .with_columns([
+            cost.alias("cost_usd"),
+            one_of(col("action"), &REMOTE_ACTIONS).alias("truck_roll_avoided"),
+        ])
+        .with_columns([
+            when(col("truck_roll_avoided"))
+                .then(lit(c.FIELD_SERVICE))
+                .otherwise(lit(0.0))
+                .alias("cost_avoided_usd"),
+            rationale.alias("rationale"),
+        ])
+        .select(device_state_columns())
+}
+
+/// The columns of device_state, in order.
+pub fn device_state_columns() -> Vec<Expr> {
+    let mut cols: Vec<Expr> = schema::COLUMNS.iter().map(|c| col(c.name)).collect();
+    cols.extend(
+        [
+            "reports",
+            "stale",
+            "state",
+            "failed",
+            "action",
+            "cost_usd",
+            "truck_roll_avoided",
+            "cost_avoided_usd",
+            "rationale",
+            SOURCE_FILE,
+            SOURCE_ROW,
+        ]
+        .into_iter()
+        .map(col),
+    );
+    cols
+}

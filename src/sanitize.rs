@@ -1,0 +1,782 @@
+//! Normalization, validation and triage (SPEC section 4) as polars lazy expressions: every row is
+//! clean or quarantined with its reasons, and nothing is dropped, repaired or deduplicated.
+//!
+//! Every input column arrives as text (`ingest` turns typed Parquet values into the contract's text
+//! forms), so one parsing path serves Parquet, CSV and NDJSON alike, and the raw values the triage
+//! queue shows are exactly what the duplicate check compares. For each contract column the
+//! sanitizer computes a normalized text (`__n_*`, trimmed, empty as null), a typed value (`__v_*`,
+//! null unless valid) and at most one column reason (`__r_*`); row-level reasons follow.
+//!
+//! Null semantics: a polars filter and its negation both drop rows whose predicate is null, so
+//! every flag here is made non-null (`fill_null(false)`) before it decides anything. Casts from
+//! text are non-strict (a failed parse is null), so each cast is guarded by a format check that
+//! tells a type mismatch from an out-of-range number.
+
+use polars::prelude::{
+    DataType, Expr, LazyFrame, NULL, PolarsResult, TimeUnit, as_struct, col, concat_str, lit, when,
+};
+
+use crate::config::Config;
+use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
+use crate::schema::{self, Kind};
+
+/// Reason codes in priority order: `primary_reason` is the first that applies.
+pub const REASONS: [&str; 9] = [
+    "MISSING_REQUIRED",
+    "TYPE_MISMATCH",
+    "OUT_OF_RANGE",
+    "UNKNOWN_CATEGORY",
+    "BAD_TIMESTAMP",
+    "SIGNAL_DROP",
+    "INCONSISTENT",
+    "CONFLICT",
+    "DUPLICATE",
+];
+
+/// `problems` as one `;`-joined text while the frame is built; empty for a clean row.
+pub const PROBLEMS: &str = "problems";
+pub const PRIMARY_REASON: &str = "primary_reason";
+pub const PRIORITY: &str = "priority";
+
+const NUMBER: &str = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$";
+const SPECIAL_FLOAT: &str = r"^[+-]?(nan|inf|infinity)$";
+const INTEGER: &str = r"^[+-]?[0-9]+$";
+const VERSION: &str = r"^[vV]?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$";
+const RFC3339: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
+fn n(name: &str) -> String {
+    format!("__n_{name}")
+}
+fn v(name: &str) -> String {
+    format!("__v_{name}")
+}
+fn r(name: &str) -> String {
+    format!("__r_{name}")
+}
+
+fn flag(e: Expr) -> Expr {
+    e.fill_null(lit(false))
+}
+
+fn matches(e: Expr, pattern: &str) -> Expr {
+    flag(e.str().contains(lit(pattern), true))
+}
+
+/// A text column trimmed (Unicode White_Space, as `str::trim`), with empty text as null.
+fn normalized(name: &str) -> Expr {
+    let t = col(name).str().strip_chars(lit(NULL));
+    when(t.clone().eq(lit("")))
+        .then(lit(NULL).cast(DataType::String))
+        .otherwise(t)
+}
+
+/// Maps case-insensitively onto `vocabulary` (stored in its spelling); null when not in it.
+fn vocabulary_value(text: Expr, vocabulary: &[String]) -> Expr {
+    let lower = text.str().to_lowercase();
+    first_match(
+        vocabulary
+            .iter()
+            .map(|word| {
+                (
+                    lower.clone().eq(lit(word.to_lowercase())),
+                    lit(word.clone()),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The reason of one column: the first of missing / type / range / category / timestamp.
+fn reason(pairs: Vec<(Expr, &'static str)>) -> Expr {
+    first_match(
+        pairs
+            .into_iter()
+            .map(|(cond, reason)| (flag(cond), lit(reason)))
+            .collect(),
+    )
+}
+
+/// The text of the first case whose condition holds, else null.
+fn first_match(cases: Vec<(Expr, Expr)>) -> Expr {
+    let null = || lit(NULL).cast(DataType::String);
+    let mut chain = when(lit(false)).then(null()).when(lit(false)).then(null());
+    for (cond, value) in cases {
+        chain = chain.when(cond).then(value);
+    }
+    chain.otherwise(null())
+}
+
+/// Value and reason expressions of one contract column, from its normalized text.
+fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Expr) {
+    let t = col(n(c.name));
+    let missing = if c.required {
+        t.clone().is_null()
+    } else {
+        lit(false)
+    };
+    match (c.name, c.kind) {
+        (schema::DEVICE_ID | schema::GATEWAY_ID, _) => {
+            let ok = matches(t.clone(), schema::ID_PATTERN);
+            let value = when(ok.clone())
+                .then(t.clone())
+                .otherwise(lit(NULL).cast(DataType::String));
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (t.is_not_null().and(ok.not()), "TYPE_MISMATCH"),
+                ]),
+            )
+        }
+        (schema::REGION | schema::HW_MODEL | schema::OTA_STATUS | schema::ERROR_CODE, _) => {
+            let vocabulary: Vec<String> = match c.name {
+                schema::REGION => config.regions.clone(),
+                schema::HW_MODEL => config.models.keys().cloned().collect(),
+                schema::OTA_STATUS => schema::OTA_STATUSES.iter().map(|s| s.to_string()).collect(),
+                _ => schema::ERROR_CODES.iter().map(|s| s.to_string()).collect(),
+            };
+            let value = vocabulary_value(t.clone(), &vocabulary);
+            let unknown = t.is_not_null().and(value.clone().is_null());
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (unknown, "UNKNOWN_CATEGORY"),
+                ]),
+            )
+        }
+        (schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED, _) => {
+            let ok = matches(t.clone(), VERSION);
+            let value = when(ok.clone())
+                .then(t.clone().str().replace(lit("^[vV]"), lit(""), false))
+                .otherwise(lit(NULL).cast(DataType::String));
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (t.is_not_null().and(ok.not()), "TYPE_MISMATCH"),
+                ]),
+            )
+        }
+        (_, Kind::Float) => {
+            let is_number = matches(t.clone(), NUMBER)
+                .or(matches(t.clone().str().to_lowercase(), SPECIAL_FLOAT));
+            let x = t
+                .clone()
+                .str()
+                .to_lowercase()
+                .str()
+                .replace(lit("infinity"), lit("inf"), true)
+                .str()
+                .strip_prefix(lit("+"))
+                .cast(DataType::Float64);
+            let (lo, hi) = schema::PCT_RANGE;
+            let bad = x
+                .clone()
+                .is_null()
+                .or(flag(x.clone().is_nan()))
+                .or(x.clone().lt(lit(lo)))
+                .or(x.clone().gt(lit(hi)));
+            let type_mismatch = t.clone().is_not_null().and(is_number.clone().not());
+            let out_of_range = is_number.and(flag(bad.clone()));
+            let value = when(flag(bad).not())
+                .then(x)
+                .otherwise(lit(NULL).cast(DataType::Float64));
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (type_mismatch, "TYPE_MISMATCH"),
+                    (out_of_range, "OUT_OF_RANGE"),
+                ]),
+            )
+        }
+        (_, Kind::Int) => {
+            let is_int = matches(t.clone(), INTEGER);
+            let x = t.clone().str().strip_prefix(lit("+")).cast(DataType::Int64);
+            let (lo, hi) = if c.name == schema::RSSI_DBM {
+                schema::RSSI_RANGE
+            } else {
+                schema::COUNT_RANGE
+            };
+            let bad = x
+                .clone()
+                .is_null()
+                .or(x.clone().lt(lit(lo)))
+                .or(x.clone().gt(lit(hi)));
+            let type_mismatch = t.clone().is_not_null().and(is_int.clone().not());
+            let out_of_range = is_int.and(flag(bad.clone()));
+            let value = when(flag(bad).not())
+                .then(x.cast(DataType::Int32))
+                .otherwise(lit(NULL).cast(DataType::Int32));
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (type_mismatch, "TYPE_MISMATCH"),
+                    (out_of_range, "OUT_OF_RANGE"),
+                ]),
+            )
+        }
+        (_, Kind::Timestamp) => {
+            let (micros, valid) = parse_rfc3339(t.clone());
+            let type_mismatch = t.clone().is_not_null().and(valid.clone().not());
+            let earliest = schema::parse_timestamp("2000-01-01T00:00:00Z").expect("constant");
+            let latest = as_of_us + 5 * 60 * 1_000_000;
+            let mut bad_time = micros
+                .clone()
+                .gt(lit(latest))
+                .or(micros.clone().lt(lit(earliest)));
+            if c.name == schema::REPORTED_AT {
+                // reported_at earlier than update_started_at: the report predates its own update.
+                bad_time = bad_time.or(micros
+                    .clone()
+                    .lt(col(v(schema::UPDATE_STARTED_AT)).cast(DataType::Int64)));
+            }
+            let bad_time = valid.clone().and(flag(bad_time));
+            let value = when(valid.and(bad_time.clone().not()))
+                .then(micros)
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .cast(DataType::Datetime(TimeUnit::Microseconds, None));
+            (
+                value,
+                reason(vec![
+                    (missing, "MISSING_REQUIRED"),
+                    (type_mismatch, "TYPE_MISMATCH"),
+                    (bad_time, "BAD_TIMESTAMP"),
+                ]),
+            )
+        }
+        _ => unreachable!("every text column is an id, an enum or a version"),
+    }
+}
+
+/// Parses RFC 3339 text into µs since the epoch, with pure arithmetic on the fixed positions the
+/// format check guarantees (days from the civil date by Howard Hinnant's algorithm). Returns the
+/// value (meaningful only where valid) and whether the text is a valid timestamp.
+fn parse_rfc3339(t: Expr) -> (Expr, Expr) {
+    let shape = matches(t.clone(), RFC3339);
+    let part = |offset: i64, len: u64| {
+        t.clone()
+            .str()
+            .slice(lit(offset), lit(len))
+            .cast(DataType::Int64)
+    };
+    let (y, m, d) = (part(0, 4), part(5, 2), part(8, 2));
+    let (hh, mi, ss) = (part(11, 2), part(14, 2), part(17, 2));
+    let frac = t.clone().str().extract(lit(r"\.([0-9]+)"), 1);
+    // Right-pad the fraction to six digits, truncating beyond microseconds.
+    let frac = concat_str([frac, lit("000000")], "", false)
+        .str()
+        .slice(lit(0), lit(6u64))
+        .cast(DataType::Int64)
+        .fill_null(lit(0));
+    let sign = when(
+        t.clone()
+            .str()
+            .extract(lit(r"([+-])[0-9]{2}:[0-9]{2}$"), 1)
+            .eq(lit("-")),
+    )
+    .then(lit(-1i64))
+    .otherwise(lit(1i64));
+    let off_h = t
+        .clone()
+        .str()
+        .extract(lit(r"([0-9]{2}):[0-9]{2}$"), 1)
+        .cast(DataType::Int64);
+    let off_m = t
+        .clone()
+        .str()
+        .extract(lit(r"[0-9]{2}:([0-9]{2})$"), 1)
+        .cast(DataType::Int64);
+    let zulu = matches(t.clone(), "[Zz]$");
+    let offset_secs = when(zulu.clone())
+        .then(lit(0i64))
+        .otherwise(sign * (off_h.clone() * lit(3600i64) + off_m.clone() * lit(60i64)));
+    let leap = (y.clone() % lit(4i64))
+        .eq(lit(0i64))
+        .and((y.clone() % lit(100i64)).neq(lit(0i64)))
+        .or((y.clone() % lit(400i64)).eq(lit(0i64)));
+    let month_days = when(m.clone().eq(lit(2i64)))
+        .then(when(leap).then(lit(29i64)).otherwise(lit(28i64)))
+        .when(
+            m.clone()
+                .eq(lit(4i64))
+                .or(m.clone().eq(lit(6i64)))
+                .or(m.clone().eq(lit(9i64)))
+                .or(m.clone().eq(lit(11i64))),
+        )
+        .then(lit(30i64))
+        .otherwise(lit(31i64));
+    let ranges = m
+        .clone()
+        .gt_eq(lit(1i64))
+        .and(m.clone().lt_eq(lit(12i64)))
+        .and(d.clone().gt_eq(lit(1i64)))
+        .and(d.clone().lt_eq(month_days))
+        .and(hh.clone().lt_eq(lit(23i64)))
+        .and(mi.clone().lt_eq(lit(59i64)))
+        .and(ss.clone().lt_eq(lit(59i64)))
+        .and(zulu.or(off_h.lt_eq(lit(23i64)).and(off_m.lt_eq(lit(59i64)))));
+    let valid = shape.and(flag(ranges));
+    // days_from_civil
+    let y2 = y - when(m.clone().lt_eq(lit(2i64)))
+        .then(lit(1i64))
+        .otherwise(lit(0i64));
+    let era = y2.clone().floor_div(lit(400i64));
+    let yoe = y2 - era.clone() * lit(400i64);
+    let mp = (m + lit(9i64)) % lit(12i64);
+    let doy = (lit(153i64) * mp + lit(2i64)).floor_div(lit(5i64)) + d - lit(1i64);
+    let doe = yoe.clone() * lit(365i64) + yoe.clone().floor_div(lit(4i64))
+        - yoe.floor_div(lit(100i64))
+        + doy;
+    let days = era * lit(146_097i64) + doe - lit(719_468i64);
+    let secs = days * lit(86_400i64) + hh * lit(3600i64) + mi * lit(60i64) + ss - offset_secs;
+    (secs * lit(1_000_000i64) + frac, valid)
+}
+
+/// Adds to `raw` (the 17 contract columns as text, plus the source columns) the normalized texts,
+/// typed values, `problems` (`;`-joined `column:REASON`, empty when clean), `primary_reason` and
+/// `priority`. The frame must hold the run's inputs in run order: "earlier" rows come first.
+pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<LazyFrame> {
+    let normalized_cols: Vec<Expr> = schema::COLUMNS
+        .iter()
+        .map(|c| normalized(c.name).alias(n(c.name)))
+        .collect();
+    // update_started_at first: reported_at's check reads its value.
+    let (started, started_reason) = column_exprs(
+        schema::column(schema::UPDATE_STARTED_AT).expect("contract"),
+        config,
+        as_of_us,
+    );
+    let mut values = Vec::new();
+    for c in schema::COLUMNS
+        .iter()
+        .filter(|c| c.name != schema::UPDATE_STARTED_AT)
+    {
+        let (value, reason) = column_exprs(c, config, as_of_us);
+        values.push(value.alias(v(c.name)));
+        values.push(reason.alias(r(c.name)));
+    }
+
+    let signal_drop = schema::COLUMNS
+        .iter()
+        .filter(|c| c.signal)
+        .map(|c| col(n(c.name)).is_null())
+        .reduce(Expr::and)
+        .expect("signal columns");
+    let inconsistent = flag(
+        col(v(schema::OTA_STATUS))
+            .eq(lit("succeeded"))
+            .and(col(v(schema::DOWNLOAD_PCT)).lt(lit(100.0))),
+    )
+    .or(flag(
+        col(v(schema::FIRMWARE_REPORTED))
+            .neq(col(v(schema::FIRMWARE_TARGET)))
+            .and(col(v(schema::FIRMWARE_REPORTED)).neq(col(v(schema::FIRMWARE_FROM)))),
+    ));
+    let raw_row = as_struct(schema::COLUMNS.iter().map(|c| col(c.name)).collect());
+    let first = raw_row.is_first_distinct();
+    let key = [col(v(schema::DEVICE_ID)), col(v(schema::REPORTED_AT))];
+    let key_valid = col(v(schema::DEVICE_ID))
+        .is_not_null()
+        .and(col(v(schema::REPORTED_AT)).is_not_null());
+    let variants = col("__first").cast(DataType::UInt32).sum().over(key)?;
+    let conflict = key_valid.and(flag(variants.gt(lit(1u32))));
+
+    let mut pieces = Vec::new();
+    for reason in &REASONS[..5] {
+        for c in &schema::COLUMNS {
+            pieces.push(
+                when(flag(col(r(c.name)).eq(lit(*reason))))
+                    .then(lit(format!("{}:{reason}", c.name)))
+                    .otherwise(lit(NULL).cast(DataType::String)),
+            );
+        }
+    }
+    for (flag_col, reason) in [
+        ("__signal_drop", "SIGNAL_DROP"),
+        ("__inconsistent", "INCONSISTENT"),
+        ("__conflict", "CONFLICT"),
+        ("__duplicate", "DUPLICATE"),
+    ] {
+        pieces.push(
+            when(col(flag_col))
+                .then(lit(format!("*:{reason}")))
+                .otherwise(lit(NULL).cast(DataType::String)),
+        );
+    }
+    let problems = concat_str(pieces, ";", true).fill_null(lit(""));
+    let clean = col(PROBLEMS).eq(lit(""));
+    let device_has_clean = flag(clean.any(true).over([col(v(schema::DEVICE_ID))])?);
+    let priority = when(
+        col(v(schema::DEVICE_ID))
+            .is_null()
+            .or(device_has_clean.not()),
+    )
+    .then(lit("P1"))
+    .otherwise(lit("P2"));
+
+    Ok(raw
+        .with_columns(normalized_cols)
+        .with_columns([
+            started.alias(v(schema::UPDATE_STARTED_AT)),
+            started_reason.alias(r(schema::UPDATE_STARTED_AT)),
+        ])
+        .with_columns(values)
+        .with_columns([
+            flag(signal_drop).alias("__signal_drop"),
+            inconsistent.alias("__inconsistent"),
+            first.alias("__first"),
+        ])
+        .with_columns([
+            conflict.alias("__conflict"),
+            col("__first").not().alias("__duplicate"),
+        ])
+        .with_columns([problems.alias(PROBLEMS)])
+        .with_columns([
+            col(PROBLEMS)
+                .str()
+                .extract(lit(r"^[^;]*:([A-Z_]+)"), 1)
+                .alias(PRIMARY_REASON),
+            priority.alias(PRIORITY),
+        ])
+        .select(kept_columns()))
+}
+
+/// What `annotate` keeps: raw texts, typed values, the verdict and the source.
+fn kept_columns() -> Vec<Expr> {
+    let mut cols: Vec<Expr> = schema::COLUMNS.iter().map(|c| col(c.name)).collect();
+    cols.extend(schema::COLUMNS.iter().map(|c| col(v(c.name))));
+    cols.extend(
+        [
+            PROBLEMS,
+            PRIMARY_REASON,
+            PRIORITY,
+            SOURCE_FILE,
+            SOURCE_ROW,
+            SOURCE_INDEX,
+        ]
+        .map(col),
+    );
+    cols
+}
+
+/// The column of `annotate`'s output that holds the validated, normalized device id.
+pub fn valid_device_id() -> String {
+    v(schema::DEVICE_ID)
+}
+
+/// Clean rows in the canonical schema, plus where they came from.
+pub fn clean(annotated: LazyFrame) -> LazyFrame {
+    let mut cols: Vec<Expr> = schema::COLUMNS
+        .iter()
+        .map(|c| col(v(c.name)).alias(c.name))
+        .collect();
+    cols.extend([col(SOURCE_FILE), col(SOURCE_ROW), col(SOURCE_INDEX)]);
+    annotated.filter(col(PROBLEMS).eq(lit(""))).select(cols)
+}
+
+/// Quarantined rows: raw values as text, `problems` as a list, primary reason, priority, source.
+pub fn triage(annotated: LazyFrame) -> LazyFrame {
+    let mut cols: Vec<Expr> = vec![col(SOURCE_FILE), col(SOURCE_ROW)];
+    cols.extend([
+        col(PROBLEMS).str().split(lit(";")).alias(PROBLEMS),
+        col(PRIMARY_REASON),
+        col(PRIORITY),
+    ]);
+    cols.extend(schema::COLUMNS.iter().map(|c| col(c.name)));
+    annotated.filter(col(PROBLEMS).neq(lit(""))).select(cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::{DataFrame, IntoColumn, IntoLazy, NewChunkedArray, StringChunked};
+
+    use super::*;
+
+    const AS_OF: &str = "2026-11-25T12:00:00Z";
+
+    /// Column overrides of the valid base row.
+    type Changes = Vec<(&'static str, Option<&'static str>)>;
+
+    /// A valid report, as text.
+    fn base() -> Vec<(&'static str, Option<String>)> {
+        [
+            ("device_id", "SEN-100-000000000001"),
+            ("region", "us-east"),
+            ("hw_model", "SEN-100"),
+            ("gateway_id", "gw-us-east-01"),
+            ("firmware_from", "4.1.2"),
+            ("firmware_target", "4.2.0"),
+            ("firmware_reported", "4.2.0"),
+            ("ota_status", "succeeded"),
+            ("error_code", ""),
+            ("download_pct", "100"),
+            ("battery_pct", "87.5"),
+            ("rssi_dbm", "-71"),
+            ("boot_failures", "0"),
+            ("retry_count", "1"),
+            ("update_started_at", "2026-11-24T10:00:00Z"),
+            ("last_heartbeat_at", "2026-11-25T11:00:00Z"),
+            ("reported_at", "2026-11-25T11:30:00Z"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, Some(v.to_string())))
+        .collect()
+    }
+
+    fn row(changes: &[(&'static str, Option<&str>)]) -> Vec<(&'static str, Option<String>)> {
+        let mut r = base();
+        for (k, val) in changes {
+            let slot = r.iter_mut().find(|(c, _)| c == k).expect("contract column");
+            slot.1 = val.map(str::to_string);
+        }
+        r
+    }
+
+    /// Runs the sanitizer on rows; returns (problems, primary_reason, priority) per row.
+    fn run(rows: &[Vec<(&'static str, Option<String>)>]) -> Vec<(String, Option<String>, String)> {
+        let mut columns: Vec<_> = schema::COLUMNS
+            .iter()
+            .map(|c| {
+                let values: Vec<Option<&str>> = rows
+                    .iter()
+                    .map(|r| r.iter().find(|(k, _)| *k == c.name).unwrap().1.as_deref())
+                    .collect();
+                StringChunked::from_iter_options(c.name.into(), values.into_iter()).into_column()
+            })
+            .collect();
+        columns.push(
+            StringChunked::from_iter_values(SOURCE_FILE.into(), rows.iter().map(|_| "f.csv"))
+                .into_column(),
+        );
+        let df = DataFrame::new(rows.len(), columns).unwrap();
+        let raw = df
+            .lazy()
+            .with_row_index(SOURCE_ROW, None)
+            .with_columns([lit(0u32).alias(SOURCE_INDEX)]);
+        let as_of = schema::parse_timestamp(AS_OF).unwrap();
+        let out = annotate(raw, &Config::default(), as_of)
+            .unwrap()
+            .collect()
+            .unwrap();
+        let problems = out.column(PROBLEMS).unwrap().str().unwrap().clone();
+        let primary = out.column(PRIMARY_REASON).unwrap().str().unwrap().clone();
+        let priority = out.column(PRIORITY).unwrap().str().unwrap().clone();
+        (0..out.height())
+            .map(|i| {
+                (
+                    problems.get(i).unwrap().to_string(),
+                    primary.get(i).map(str::to_string),
+                    priority.get(i).unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn problems_of(changes: &[(&'static str, Option<&str>)]) -> String {
+        run(&[row(changes)]).remove(0).0
+    }
+
+    #[test]
+    fn a_valid_row_and_benign_noise_are_clean() {
+        assert_eq!(problems_of(&[]), "");
+        for changes in [
+            vec![("device_id", Some("  SEN-100-000000000001\t"))],
+            vec![("region", Some("US-EAST"))],
+            vec![("hw_model", Some("sen-100"))],
+            vec![("ota_status", Some(" SUCCEEDED \r\n"))],
+            vec![
+                ("firmware_reported", Some("v4.2.0")),
+                ("firmware_from", Some("V4.1.2")),
+            ],
+            vec![("error_code", Some("e_power_loss"))],
+            vec![("error_code", None), ("gateway_id", Some("   "))],
+            vec![("battery_pct", None)],
+            vec![
+                ("battery_pct", Some("1e1")),
+                ("download_pct", Some("100.0")),
+            ],
+            vec![("rssi_dbm", Some("+0")), ("retry_count", Some("0007"))],
+            vec![("reported_at", Some("2026-11-25 13:30:00+02:00"))],
+            vec![("reported_at", Some("2026-11-25t11:30:00.1234567z"))],
+            vec![("reported_at", Some("2026-11-25T12:04:59Z"))],
+        ] {
+            assert_eq!(problems_of(&changes), "", "{changes:?}");
+        }
+    }
+
+    #[test]
+    fn each_column_reason() {
+        let cases: Vec<(Changes, &str)> = vec![
+            (vec![("device_id", None)], "device_id:MISSING_REQUIRED"),
+            (vec![("region", Some(" "))], "region:MISSING_REQUIRED"),
+            (vec![("reported_at", None)], "reported_at:MISSING_REQUIRED"),
+            (
+                vec![("device_id", Some("dev#42"))],
+                "device_id:TYPE_MISMATCH",
+            ),
+            (
+                vec![("gateway_id", Some("-gw"))],
+                "gateway_id:TYPE_MISMATCH",
+            ),
+            (
+                vec![("firmware_from", Some("04.1.2"))],
+                "firmware_from:TYPE_MISMATCH",
+            ),
+            (
+                vec![("firmware_target", Some("4.2"))],
+                "firmware_target:TYPE_MISMATCH",
+            ),
+            (
+                vec![("battery_pct", Some("12%"))],
+                "battery_pct:TYPE_MISMATCH",
+            ),
+            (
+                vec![("retry_count", Some("3.0"))],
+                "retry_count:TYPE_MISMATCH",
+            ),
+            (vec![("rssi_dbm", Some("1e2"))], "rssi_dbm:TYPE_MISMATCH"),
+            (
+                vec![("reported_at", Some("2026-11-25T11:30:00"))],
+                "reported_at:TYPE_MISMATCH",
+            ),
+            (
+                vec![("reported_at", Some("2026-02-30T11:30:00Z"))],
+                "reported_at:TYPE_MISMATCH",
+            ),
+            (
+                vec![("reported_at", Some("2026-11-25T24:00:00Z"))],
+                "reported_at:TYPE_MISMATCH",
+            ),
+            (
+                vec![("reported_at", Some("2026-11-25T11:30:60Z"))],
+                "reported_at:TYPE_MISMATCH",
+            ),
+            (
+                vec![("battery_pct", Some("100.5"))],
+                "battery_pct:OUT_OF_RANGE",
+            ),
+            (
+                vec![("battery_pct", Some("NaN"))],
+                "battery_pct:OUT_OF_RANGE",
+            ),
+            (
+                vec![("battery_pct", Some("-infinity"))],
+                "battery_pct:OUT_OF_RANGE",
+            ),
+            (
+                vec![("download_pct", Some("1e400"))],
+                "download_pct:OUT_OF_RANGE",
+            ),
+            (vec![("rssi_dbm", Some("-141"))], "rssi_dbm:OUT_OF_RANGE"),
+            (
+                vec![("boot_failures", Some("99999999999999999999999"))],
+                "boot_failures:OUT_OF_RANGE",
+            ),
+            (
+                vec![("retry_count", Some("-1"))],
+                "retry_count:OUT_OF_RANGE",
+            ),
+            (
+                vec![("region", Some("mars-north"))],
+                "region:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("hw_model", Some("SEN-999"))],
+                "hw_model:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("ota_status", Some("paused"))],
+                "ota_status:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("error_code", Some("E_GREMLINS"))],
+                "error_code:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("reported_at", Some("2026-11-25T12:05:01Z"))],
+                "reported_at:BAD_TIMESTAMP",
+            ),
+            (
+                vec![("last_heartbeat_at", Some("1999-12-31T23:59:59Z"))],
+                "last_heartbeat_at:BAD_TIMESTAMP",
+            ),
+            (
+                vec![("update_started_at", Some("2026-11-25T11:30:00.000001Z"))],
+                "reported_at:BAD_TIMESTAMP",
+            ),
+            (
+                vec![
+                    ("download_pct", None),
+                    ("battery_pct", None),
+                    ("rssi_dbm", None),
+                    ("boot_failures", None),
+                    ("last_heartbeat_at", None),
+                    ("firmware_reported", None),
+                ],
+                "*:SIGNAL_DROP",
+            ),
+            (vec![("download_pct", Some("99.9"))], "*:INCONSISTENT"),
+            (vec![("firmware_reported", Some("4.0.0"))], "*:INCONSISTENT"),
+        ];
+        for (changes, want) in cases {
+            assert_eq!(problems_of(&changes), want, "{changes:?}");
+        }
+    }
+
+    #[test]
+    fn problems_are_listed_in_reason_order() {
+        let (problems, primary, priority) = run(&[row(&[
+            ("error_code", Some("E_GREMLINS")),
+            ("battery_pct", Some("abc")),
+            ("region", None),
+        ])])
+        .remove(0);
+        assert_eq!(
+            problems,
+            "region:MISSING_REQUIRED;battery_pct:TYPE_MISMATCH;error_code:UNKNOWN_CATEGORY"
+        );
+        assert_eq!(primary.as_deref(), Some("MISSING_REQUIRED"));
+        assert_eq!(priority, "P1", "the device has no clean report");
+    }
+
+    #[test]
+    fn duplicates_conflicts_and_priority() {
+        let a = row(&[]);
+        let b = row(&[("retry_count", Some("2"))]);
+        let c = row(&[("device_id", Some("SEN-100-000000000002"))]);
+        let c_padded = row(&[("device_id", Some(" SEN-100-000000000002"))]);
+        let out = run(&[a.clone(), a.clone(), c.clone(), c_padded, b, a]);
+        let problems: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
+        // Rows 0, 1, 5 are identical and rows 4 differs on the same key: all four conflict; the
+        // repeats are also duplicates. Rows 2 and 3 share a key but differ in raw text: conflict.
+        assert_eq!(
+            problems,
+            vec![
+                "*:CONFLICT",
+                "*:CONFLICT;*:DUPLICATE",
+                "*:CONFLICT",
+                "*:CONFLICT",
+                "*:CONFLICT",
+                "*:CONFLICT;*:DUPLICATE",
+            ]
+        );
+        assert!(
+            out.iter().all(|o| o.2 == "P1"),
+            "no device has a clean report"
+        );
+
+        let out = run(&[c.clone(), c, row(&[("region", Some("??"))])]);
+        assert_eq!(out[0].0, "");
+        assert_eq!(
+            (out[1].0.as_str(), out[1].1.as_deref(), out[1].2.as_str()),
+            ("*:DUPLICATE", Some("DUPLICATE"), "P2")
+        );
+        assert_eq!(
+            out[2].2, "P1",
+            "device ...001 has no clean report in this run"
+        );
+    }
+}

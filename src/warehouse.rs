@@ -1,0 +1,123 @@
+//! The DuckDB database file (SPEC section 7): tables `runs`, `telemetry_clean`, `triage_queue` and
+//! `device_state`, every row tagged with its `run_id`. A run's rows are replaced, never added twice:
+//! one transaction deletes the run's previous rows and loads the new stage files, so a process
+//! killed at any moment leaves the database as it was before or after, never in between.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use duckdb::{Connection, params};
+
+/// What the `runs` table records of one run.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+    pub as_of_us: i64,
+    /// Input paths in run order, as a JSON array.
+    pub inputs_json: String,
+    pub input_fingerprint: String,
+    pub rows_in: u64,
+    pub rows_clean: u64,
+    pub rows_quarantined: u64,
+    pub devices: u64,
+    pub blind_devices: u64,
+    pub status: String,
+    /// The effective configuration as TOML.
+    pub config_toml: String,
+}
+
+/// The Parquet files a run loads, by table.
+pub struct StageFiles<'a> {
+    pub telemetry_clean: &'a Path,
+    pub triage_queue: &'a Path,
+    pub device_state: &'a Path,
+}
+
+/// Opens (or creates) the database with Sentinel's settings: `threads` worker threads, a memory
+/// limit, and spill files next to the database.
+pub fn open(db: &Path, threads: usize) -> Result<Connection> {
+    let spill = db.with_extension("duckdb.tmp");
+    let config = duckdb::Config::default()
+        .threads(threads as i64)
+        .and_then(|c| c.max_memory("4GB"))
+        .and_then(|c| c.with("temp_directory", spill.to_string_lossy()))
+        .with_context(|| format!("configuring DuckDB for {}", db.display()))?;
+    Connection::open_with_flags(db, config)
+        .with_context(|| format!("opening database {}", db.display()))
+}
+
+/// A path as a SQL string literal.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
+}
+
+/// Replaces the rows of `run.run_id` in every table with the stage files, in one transaction.
+pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Result<()> {
+    let tx = conn
+        .transaction()
+        .context("starting a database transaction")?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS runs (
+            run_id VARCHAR PRIMARY KEY,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            as_of TIMESTAMP,
+            inputs VARCHAR,
+            input_fingerprint VARCHAR,
+            rows_in BIGINT,
+            rows_clean BIGINT,
+            rows_quarantined BIGINT,
+            devices BIGINT,
+            blind_devices BIGINT,
+            status VARCHAR,
+            config VARCHAR
+        );",
+    )
+    .context("creating table runs")?;
+    for (table, path) in [
+        ("telemetry_clean", files.telemetry_clean),
+        ("triage_queue", files.triage_queue),
+        ("device_state", files.device_state),
+    ] {
+        let source = format!("read_parquet({})", quoted(path));
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} AS SELECT CAST(NULL AS VARCHAR) AS run_id, * FROM {source} LIMIT 0;"
+        ))
+        .with_context(|| format!("creating table {table}"))?;
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE run_id = ?"),
+            params![run.run_id],
+        )
+        .with_context(|| format!("replacing the run's rows in {table}"))?;
+        tx.execute(
+            &format!("INSERT INTO {table} SELECT ? AS run_id, * FROM {source}"),
+            params![run.run_id],
+        )
+        .with_context(|| format!("loading {} into {table}", path.display()))?;
+    }
+    tx.execute("DELETE FROM runs WHERE run_id = ?", params![run.run_id])
+        .context("replacing the run in runs")?;
+    tx.execute(
+        "INSERT INTO runs VALUES (?, make_timestamp(?), make_timestamp(?), make_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            run.run_id,
+            run.started_at_us,
+            run.finished_at_us,
+            run.as_of_us,
+            run.inputs_json,
+            run.input_fingerprint,
+            run.rows_in as i64,
+            run.rows_clean as i64,
+            run.rows_quarantined as i64,
+            run.devices as i64,
+            run.blind_devices as i64,
+            run.status,
+            run.config_toml,
+        ],
+    )
+    .context("recording the run in runs")?;
+    tx.commit().context("committing the run to the database")?;
+    Ok(())
+}

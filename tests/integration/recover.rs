@@ -1,0 +1,400 @@
+//! `sentinel recover` on a hand-written fixture that covers every reason, every state and every
+//! action rule, read as CSV, NDJSON and Parquet; re-runs; bad input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::util::{Workdir, read_parquet};
+
+const AS_OF: &str = "2026-11-25T12:00:00Z";
+const FIXTURE: &str = include_str!("../fixtures/fleet.csv");
+
+/// The fixture as text columns, exactly as the CSV holds it.
+fn fixture_frame(w: &Workdir) -> DataFrame {
+    let path = w.path("fleet.csv");
+    std::fs::write(&path, FIXTURE).unwrap();
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path))
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+/// Writes the fixture in `format` and returns its path.
+fn write_fixture(w: &Workdir, format: &str) -> PathBuf {
+    let mut df = fixture_frame(w);
+    let path = w.path(&format!("fleet.{format}"));
+    match format {
+        "csv" => {}
+        "parquet" => {
+            ParquetWriter::new(std::fs::File::create(&path).unwrap())
+                .finish(&mut df)
+                .unwrap();
+        }
+        "ndjson" => {
+            // Plain numbers become JSON numbers: a JSON number is read as its text.
+            let mut out = String::new();
+            for i in 0..df.height() {
+                let mut obj = serde_json::Map::new();
+                for c in df.columns() {
+                    let v = c.str().unwrap().get(i);
+                    let value = match v {
+                        None => serde_json::Value::Null,
+                        Some(t) if t.parse::<i64>().is_ok() => {
+                            serde_json::Value::Number(t.parse::<i64>().unwrap().into())
+                        }
+                        Some(t) => serde_json::Value::String(t.to_string()),
+                    };
+                    obj.insert(c.name().to_string(), value);
+                }
+                out.push_str(&serde_json::Value::Object(obj).to_string());
+                out.push('\n');
+            }
+            std::fs::write(&path, out).unwrap();
+        }
+        _ => unreachable!(),
+    }
+    path
+}
+
+fn recover_json(w: &Workdir, inputs: &[&Path], as_of: &str) -> serde_json::Value {
+    let mut args: Vec<String> = vec!["--json".into(), "--quiet".into(), "recover".into()];
+    for i in inputs {
+        args.push("--input".into());
+        args.push(i.display().to_string());
+    }
+    args.extend(["--as-of".into(), as_of.into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    serde_json::from_slice(&w.ok(&refs).stdout).unwrap()
+}
+
+fn map(v: &serde_json::Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+/// (device_id -> (state, action)) from stage/device_state.parquet.
+fn states(w: &Workdir) -> BTreeMap<String, (String, String)> {
+    let df = read_parquet(&w.path("out/stage/device_state.parquet"));
+    let (ids, st, ac) = (
+        df.column("device_id").unwrap().str().unwrap(),
+        df.column("state").unwrap().str().unwrap(),
+        df.column("action").unwrap().str().unwrap(),
+    );
+    (0..df.height())
+        .map(|i| {
+            (
+                ids.get(i).unwrap().to_string(),
+                (
+                    st.get(i).unwrap().to_string(),
+                    ac.get(i).unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// (source_row -> (problems joined by ';', priority)) from stage/triage.parquet.
+fn verdicts(w: &Workdir) -> BTreeMap<u64, (String, String)> {
+    let df = read_parquet(&w.path("out/stage/triage.parquet"));
+    let rows = df.column("source_row").unwrap().u64().unwrap();
+    let problems = df.column("problems").unwrap().list().unwrap();
+    let priority = df.column("priority").unwrap().str().unwrap();
+    (0..df.height())
+        .map(|i| {
+            let p = problems.get_as_series(i).unwrap();
+            let joined: Vec<String> = p
+                .str()
+                .unwrap()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect();
+            (
+                rows.get(i).unwrap(),
+                (joined.join(";"), priority.get(i).unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_fixture_gives_every_reason_state_and_action_in_every_format() {
+    let mut results = Vec::new();
+    for format in ["csv", "ndjson", "parquet"] {
+        let w = Workdir::new();
+        let input = write_fixture(&w, format);
+        let s = recover_json(&w, &[&input], AS_OF);
+        assert_eq!(s["rows_in"], 34, "{format}");
+        assert_eq!(s["rows_clean"], 23, "{format}");
+        assert_eq!(s["rows_quarantined"], 11, "{format}");
+        assert_eq!(
+            map(&s["quarantined_by_reason"]),
+            expected(&[
+                ("MISSING_REQUIRED", 1),
+                ("TYPE_MISMATCH", 2),
+                ("OUT_OF_RANGE", 1),
+                ("UNKNOWN_CATEGORY", 1),
+                ("BAD_TIMESTAMP", 1),
+                ("SIGNAL_DROP", 1),
+                ("INCONSISTENT", 1),
+                ("CONFLICT", 2),
+                ("DUPLICATE", 1),
+            ]),
+            "{format}"
+        );
+        assert_eq!(s["devices"], 22);
+        assert_eq!(
+            map(&s["devices_by_state"]),
+            expected(&[
+                ("HEALTHY", 5),
+                ("UPDATING", 3),
+                ("PARTIAL", 4),
+                ("ROLLED_BACK", 2),
+                ("STALLED", 1),
+                ("BRICKED", 4),
+                ("UNREACHABLE", 3)
+            ])
+        );
+        assert_eq!(
+            map(&s["devices_by_action"]),
+            expected(&[
+                ("NONE", 5),
+                ("WAIT", 5),
+                ("RETRY_OTA", 4),
+                ("DEFER", 2),
+                ("ESCALATE", 1),
+                ("REMOTE_ROLLBACK", 1),
+                ("RMA", 1),
+                ("FIELD_SERVICE", 3)
+            ])
+        );
+        assert_eq!(s["blind_devices"], 7);
+        assert!(
+            (s["cost_usd"].as_f64().unwrap() - 1690.22).abs() < 1e-9,
+            "{}",
+            s["cost_usd"]
+        );
+        assert_eq!(s["truck_rolls_avoided"], 7);
+        assert!((s["cost_avoided_usd"].as_f64().unwrap() - 2450.0).abs() < 1e-9);
+
+        let st = states(&w);
+        let want = [
+            ("D01", "HEALTHY", "NONE"),
+            ("D02", "UPDATING", "WAIT"),
+            ("D03", "PARTIAL", "RETRY_OTA"),
+            ("D04", "PARTIAL", "DEFER"),
+            ("D05", "PARTIAL", "DEFER"),
+            ("D06", "PARTIAL", "ESCALATE"),
+            ("D07", "ROLLED_BACK", "RETRY_OTA"),
+            ("D08", "ROLLED_BACK", "RETRY_OTA"),
+            ("D09", "STALLED", "RETRY_OTA"),
+            ("D10", "BRICKED", "REMOTE_ROLLBACK"),
+            ("D11", "BRICKED", "RMA"),
+            ("D12", "BRICKED", "FIELD_SERVICE"),
+            ("D13", "BRICKED", "FIELD_SERVICE"),
+            ("D14", "UNREACHABLE", "WAIT"),
+            ("D15", "UNREACHABLE", "FIELD_SERVICE"),
+            ("D16", "UNREACHABLE", "WAIT"),
+            ("D17", "UPDATING", "WAIT"),
+            ("D18", "HEALTHY", "NONE"),
+            ("D20", "UPDATING", "WAIT"),
+            ("D22", "HEALTHY", "NONE"),
+            ("D23", "HEALTHY", "NONE"),
+            ("D30", "HEALTHY", "NONE"),
+        ];
+        let want: BTreeMap<String, (String, String)> = want
+            .iter()
+            .map(|(d, s, a)| (d.to_string(), (s.to_string(), a.to_string())))
+            .collect();
+        assert_eq!(st, want, "{format}");
+
+        let v = verdicts(&w);
+        let want: BTreeMap<u64, (String, String)> = [
+            (20, "battery_pct:TYPE_MISMATCH", "P2"),
+            (21, "region:UNKNOWN_CATEGORY", "P1"),
+            (24, "hw_model:MISSING_REQUIRED", "P1"),
+            (25, "rssi_dbm:OUT_OF_RANGE", "P1"),
+            (26, "reported_at:BAD_TIMESTAMP", "P1"),
+            (27, "*:SIGNAL_DROP", "P1"),
+            (28, "*:INCONSISTENT", "P1"),
+            (29, "*:CONFLICT", "P1"),
+            (30, "*:CONFLICT", "P1"),
+            (32, "*:DUPLICATE", "P2"),
+            (33, "device_id:TYPE_MISMATCH", "P1"),
+        ]
+        .iter()
+        .map(|(r, p, q)| (*r, (p.to_string(), q.to_string())))
+        .collect();
+        assert_eq!(v, want, "{format}");
+
+        // The rationale carries the deciding values.
+        let ds = read_parquet(&w.path("out/stage/device_state.parquet"));
+        let ids = ds.column("device_id").unwrap().str().unwrap();
+        let why = ds.column("rationale").unwrap().str().unwrap();
+        let of = |d: &str| {
+            (0..ds.height())
+                .find(|&i| ids.get(i) == Some(d))
+                .map(|i| why.get(i).unwrap().to_string())
+                .unwrap()
+        };
+        assert_eq!(
+            of("D11"),
+            "boot_failures=3 >= 3 on single-bank SEN-100 -> RMA: E_FLASH_WRITE on single-bank SEN-100"
+        );
+        assert!(
+            of("D04").contains("battery_pct=10") && of("D04").ends_with("< 25"),
+            "{}",
+            of("D04")
+        );
+        results.push((st, v));
+    }
+    assert!(results.windows(2).all(|p| p[0] == p[1]));
+}
+
+#[test]
+fn the_recovery_plan_lists_actionable_devices_with_neutralized_cells() {
+    let w = Workdir::new();
+    let input = write_fixture(&w, "csv");
+    recover_json(&w, &[&input], AS_OF);
+    let plan = std::fs::read_to_string(w.path("out/stage/recovery_plan.csv")).unwrap();
+    let lines: Vec<&str> = plan.lines().collect();
+    assert_eq!(lines.len(), 1 + 12, "{plan}");
+    assert!(
+        lines[0].starts_with("device_id,region,hw_model,gateway_id,state,action"),
+        "{}",
+        lines[0]
+    );
+    assert!(!plan.contains("NONE") && !plan.contains(",WAIT,"));
+    for line in &lines[1..] {
+        for cell in line.split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rerunning_replaces_the_run_and_a_new_as_of_adds_one() {
+    let w = Workdir::new();
+    let input = write_fixture(&w, "csv");
+    let first = recover_json(&w, &[&input], AS_OF);
+    let again = recover_json(&w, &[&input], AS_OF);
+    assert_eq!(first["run_id"], again["run_id"]);
+    let db = duckdb::Connection::open(w.path("out/sentinel.duckdb")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM runs"), 1);
+    assert_eq!(count("SELECT count(*) FROM telemetry_clean"), 23);
+    assert_eq!(count("SELECT count(*) FROM triage_queue"), 11);
+    assert_eq!(count("SELECT count(*) FROM device_state"), 22);
+    drop(db);
+    let later = recover_json(&w, &[&input], "2026-11-26T12:00:00Z");
+    assert_ne!(later["run_id"], first["run_id"]);
+    let db = duckdb::Connection::open(w.path("out/sentinel.duckdb")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM runs"), 2);
+    // A day later, D26's report (5 min 1 s past the first as_of) is no longer in the future: its
+    // device gets a state too, beside the first run's 22.
+    assert_eq!(count("SELECT count(*) FROM device_state"), 22 + 23);
+    assert_eq!(
+        count("SELECT count(DISTINCT run_id) FROM telemetry_clean"),
+        2
+    );
+    assert_eq!(count("SELECT rows_in FROM runs ORDER BY as_of LIMIT 1"), 34);
+}
+
+#[test]
+fn duplicates_and_conflicts_are_found_across_inputs() {
+    let w = Workdir::new();
+    let csv = write_fixture(&w, "csv");
+    let parquet = write_fixture(&w, "parquet");
+    let s = recover_json(&w, &[&csv, &parquet], AS_OF);
+    assert_eq!(s["rows_in"], 68);
+    // Every row of the second file repeats one of the first: all 34 are quarantined as duplicates
+    // (rows already conflicting stay conflicts), and the first file's verdicts are unchanged.
+    assert_eq!(s["rows_clean"], 23);
+    assert_eq!(s["rows_quarantined"], 45);
+}
+
+#[test]
+fn an_empty_input_is_an_empty_run() {
+    let w = Workdir::new();
+    let header = FIXTURE.lines().next().unwrap();
+    std::fs::write(w.path("empty.csv"), format!("{header}\n")).unwrap();
+    let s = recover_json(&w, &[&w.path("empty.csv")], AS_OF);
+    assert_eq!(
+        (
+            s["rows_in"].as_u64(),
+            s["rows_clean"].as_u64(),
+            s["devices"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(w.path("out/stage/device_state.parquet").exists());
+}
+
+#[test]
+fn bad_input_is_rejected_and_nothing_is_written() {
+    let w = Workdir::new();
+    let err = w.fails(&["recover", "--input", "nowhere.csv"], 1);
+    assert!(err.contains("nowhere.csv"), "{err}");
+    std::fs::write(w.path("notes.txt"), "hello").unwrap();
+    let err = w.fails(&["recover", "--input", "notes.txt"], 1);
+    assert!(
+        err.contains("notes.txt") && err.contains("unknown format"),
+        "{err}"
+    );
+    std::fs::create_dir(w.path("empty_dir")).unwrap();
+    let err = w.fails(&["recover", "--input", "empty_dir"], 1);
+    assert!(err.contains("empty_dir"), "{err}");
+    let without_status: String = FIXTURE
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            if cells.len() > 7 {
+                cells.remove(7);
+            }
+            cells.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(w.path("no_status.csv"), without_status).unwrap();
+    let err = w.fails(&["recover", "--input", "no_status.csv"], 1);
+    assert!(
+        err.contains("no_status.csv") && err.contains("ota_status"),
+        "{err}"
+    );
+    let mut df = fixture_frame(&w);
+    let flags = BooleanChunked::from_iter_values(
+        "battery_pct".into(),
+        (0..df.height()).map(|i| i % 2 == 0),
+    );
+    df.with_column(flags.into_column()).unwrap();
+    ParquetWriter::new(std::fs::File::create(w.path("bool.parquet")).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let err = w.fails(&["recover", "--input", "bool.parquet"], 1);
+    assert!(
+        err.contains("bool.parquet") && err.contains("battery_pct") && err.contains("bool"),
+        "{err}"
+    );
+    std::fs::write(w.path("garbage.parquet"), b"PAR1 not really").unwrap();
+    let err = w.fails(&["recover", "--input", "garbage.parquet"], 1);
+    assert!(err.contains("garbage.parquet"), "{err}");
+    assert!(!w.path("out").exists(), "nothing written: {:?}", w.files());
+    let err = w.fails(&["recover"], 2);
+    assert!(err.contains("--input"), "{err}");
+}
