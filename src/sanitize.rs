@@ -53,6 +53,12 @@ fn v(name: &str) -> String {
 fn r(name: &str) -> String {
     format!("__r_{name}")
 }
+fn xv(name: &str) -> String {
+    format!("__x_{name}")
+}
+fn ok(name: &str) -> String {
+    format!("__ok_{name}")
+}
 
 fn flag(e: Expr) -> Expr {
     e.fill_null(lit(false))
@@ -159,17 +165,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             )
         }
         (_, Kind::Float) => {
-            let is_number = matches(t.clone(), NUMBER)
-                .or(matches(t.clone().str().to_lowercase(), SPECIAL_FLOAT));
-            let x = t
-                .clone()
-                .str()
-                .to_lowercase()
-                .str()
-                .replace(lit("infinity"), lit("inf"), true)
-                .str()
-                .strip_prefix(lit("+"))
-                .cast(DataType::Float64);
+            let (is_number, x) = (col(ok(c.name)), col(xv(c.name)));
             let (lo, hi) = schema::PCT_RANGE;
             let bad = x
                 .clone()
@@ -192,8 +188,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             )
         }
         (_, Kind::Int) => {
-            let is_int = matches(t.clone(), INTEGER);
-            let x = t.clone().str().strip_prefix(lit("+")).cast(DataType::Int64);
+            let (is_int, x) = (col(ok(c.name)), col(xv(c.name)));
             let (lo, hi) = if c.name == schema::RSSI_DBM {
                 schema::RSSI_RANGE
             } else {
@@ -219,7 +214,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             )
         }
         (_, Kind::Timestamp) => {
-            let (micros, valid) = parse_rfc3339(t.clone());
+            let (micros, valid) = (col(xv(c.name)), col(ok(c.name)));
             let type_mismatch = t.clone().is_not_null().and(valid.clone().not());
             let earliest = schema::parse_timestamp("2000-01-01T00:00:00Z").expect("constant");
             let latest = as_of_us + 5 * 60 * 1_000_000;
@@ -251,19 +246,49 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
     }
 }
 
-/// Parses RFC 3339 text into µs since the epoch, with pure arithmetic on the fixed positions the
-/// format check guarantees (days from the civil date by Howard Hinnant's algorithm). Returns the
-/// value (meaningful only where valid) and whether the text is a valid timestamp.
-fn parse_rfc3339(t: Expr) -> (Expr, Expr) {
-    let shape = matches(t.clone(), RFC3339);
-    let part = |offset: i64, len: u64| {
+/// Parsed numbers of a numeric column (`__x_*`) and whether its text has the number's format
+/// (`__ok_*`). Materialized as columns once, because the checks that follow read them many times
+/// (polars is built without common-subexpression elimination here).
+fn number_layer(c: &schema::Column) -> Vec<Expr> {
+    let t = col(n(c.name));
+    match c.kind {
+        Kind::Float => {
+            let is_number = matches(t.clone(), NUMBER)
+                .or(matches(t.clone().str().to_lowercase(), SPECIAL_FLOAT));
+            let x = t
+                .str()
+                .to_lowercase()
+                .str()
+                .replace(lit("infinity"), lit("inf"), true)
+                .str()
+                .strip_prefix(lit("+"))
+                .cast(DataType::Float64);
+            vec![is_number.alias(ok(c.name)), x.alias(xv(c.name))]
+        }
+        Kind::Int => {
+            let is_int = matches(t.clone(), INTEGER);
+            let x = t.str().strip_prefix(lit("+")).cast(DataType::Int64);
+            vec![is_int.alias(ok(c.name)), x.alias(xv(c.name))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn part(c: &str, p: &str) -> String {
+    format!("__p_{c}_{p}")
+}
+
+/// The fields of an RFC 3339 timestamp, read at the fixed positions that the format check
+/// guarantees: year, month, day, hour, minute, second, microseconds (the fraction truncated) and
+/// the offset in seconds. `__ok_*` holds the format check.
+fn timestamp_parts(c: &str) -> Vec<Expr> {
+    let t = col(n(c));
+    let slice = |offset: i64, len: u64| {
         t.clone()
             .str()
             .slice(lit(offset), lit(len))
             .cast(DataType::Int64)
     };
-    let (y, m, d) = (part(0, 4), part(5, 2), part(8, 2));
-    let (hh, mi, ss) = (part(11, 2), part(14, 2), part(17, 2));
     let frac = t.clone().str().extract(lit(r"\.([0-9]+)"), 1);
     // Right-pad the fraction to six digits, truncating beyond microseconds.
     let frac = concat_str([frac, lit("000000")], "", false)
@@ -271,28 +296,44 @@ fn parse_rfc3339(t: Expr) -> (Expr, Expr) {
         .slice(lit(0), lit(6u64))
         .cast(DataType::Int64)
         .fill_null(lit(0));
-    let sign = when(
-        t.clone()
-            .str()
-            .extract(lit(r"([+-])[0-9]{2}:[0-9]{2}$"), 1)
-            .eq(lit("-")),
-    )
-    .then(lit(-1i64))
-    .otherwise(lit(1i64));
-    let off_h = t
+    let offset = t
         .clone()
         .str()
-        .extract(lit(r"([0-9]{2}):[0-9]{2}$"), 1)
-        .cast(DataType::Int64);
-    let off_m = t
+        .extract(lit(r"([+-][0-9]{2}):([0-9]{2})$"), 0);
+    let off_h = offset
         .clone()
         .str()
-        .extract(lit(r"[0-9]{2}:([0-9]{2})$"), 1)
+        .slice(lit(1), lit(2u64))
         .cast(DataType::Int64);
-    let zulu = matches(t.clone(), "[Zz]$");
-    let offset_secs = when(zulu.clone())
-        .then(lit(0i64))
-        .otherwise(sign * (off_h.clone() * lit(3600i64) + off_m.clone() * lit(60i64)));
+    let off_m = offset
+        .clone()
+        .str()
+        .slice(lit(4), lit(2u64))
+        .cast(DataType::Int64);
+    let sign = when(offset.str().starts_with(lit("-")))
+        .then(lit(-1i64))
+        .otherwise(lit(1i64));
+    vec![
+        matches(t.clone(), RFC3339).alias(ok(c)),
+        slice(0, 4).alias(part(c, "y")),
+        slice(5, 2).alias(part(c, "mo")),
+        slice(8, 2).alias(part(c, "d")),
+        slice(11, 2).alias(part(c, "h")),
+        slice(14, 2).alias(part(c, "mi")),
+        slice(17, 2).alias(part(c, "s")),
+        frac.alias(part(c, "f")),
+        off_h.clone().fill_null(lit(0i64)).alias(part(c, "oh")),
+        off_m.clone().fill_null(lit(0i64)).alias(part(c, "om")),
+        sign.alias(part(c, "sign")),
+    ]
+}
+
+/// µs since the epoch from the parts (days from the civil date by Howard Hinnant's algorithm),
+/// into `__x_*`, and `__ok_*` narrowed to fields within their ranges.
+fn timestamp_value(c: &str) -> Vec<Expr> {
+    let p = |name: &str| col(part(c, name));
+    let (y, m, d) = (p("y"), p("mo"), p("d"));
+    let (hh, mi, ss) = (p("h"), p("mi"), p("s"));
     let leap = (y.clone() % lit(4i64))
         .eq(lit(0i64))
         .and((y.clone() % lit(100i64)).neq(lit(0i64)))
@@ -317,9 +358,9 @@ fn parse_rfc3339(t: Expr) -> (Expr, Expr) {
         .and(hh.clone().lt_eq(lit(23i64)))
         .and(mi.clone().lt_eq(lit(59i64)))
         .and(ss.clone().lt_eq(lit(59i64)))
-        .and(zulu.or(off_h.lt_eq(lit(23i64)).and(off_m.lt_eq(lit(59i64)))));
-    let valid = shape.and(flag(ranges));
-    // days_from_civil
+        .and(p("oh").lt_eq(lit(23i64)))
+        .and(p("om").lt_eq(lit(59i64)));
+    let valid = col(ok(c)).and(flag(ranges));
     let y2 = y - when(m.clone().lt_eq(lit(2i64)))
         .then(lit(1i64))
         .otherwise(lit(0i64));
@@ -331,8 +372,12 @@ fn parse_rfc3339(t: Expr) -> (Expr, Expr) {
         - yoe.floor_div(lit(100i64))
         + doy;
     let days = era * lit(146_097i64) + doe - lit(719_468i64);
-    let secs = days * lit(86_400i64) + hh * lit(3600i64) + mi * lit(60i64) + ss - offset_secs;
-    (secs * lit(1_000_000i64) + frac, valid)
+    let offset = p("sign") * (p("oh") * lit(3600i64) + p("om") * lit(60i64));
+    let secs = days * lit(86_400i64) + hh * lit(3600i64) + mi * lit(60i64) + ss - offset;
+    vec![
+        valid.alias(ok(c)),
+        (secs * lit(1_000_000i64) + p("f")).alias(xv(c)),
+    ]
 }
 
 /// Adds to `raw` (the 17 contract columns as text, plus the source columns) the normalized texts,
@@ -417,8 +462,18 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     .then(lit("P1"))
     .otherwise(lit("P2"));
 
+    let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(number_layer).collect();
+    let timestamps: Vec<&str> = schema::COLUMNS
+        .iter()
+        .filter(|c| c.kind == Kind::Timestamp)
+        .map(|c| c.name)
+        .collect();
+    let parts: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_parts(c)).collect();
+    let stamps: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_value(c)).collect();
     Ok(raw
         .with_columns(normalized_cols)
+        .with_columns(numbers.into_iter().chain(parts).collect::<Vec<_>>())
+        .with_columns(stamps)
         .with_columns([
             started.alias(v(schema::UPDATE_STARTED_AT)),
             started_reason.alias(r(schema::UPDATE_STARTED_AT)),
