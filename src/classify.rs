@@ -180,16 +180,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         );
 
     let c = &config.costs_usd;
-    let costs = [
-        ("NONE", c.NONE),
-        ("WAIT", c.WAIT),
-        ("RETRY_OTA", c.RETRY_OTA),
-        ("DEFER", c.DEFER),
-        ("REMOTE_ROLLBACK", c.REMOTE_ROLLBACK),
-        ("ESCALATE", c.ESCALATE),
-        ("FIELD_SERVICE", c.FIELD_SERVICE),
-        ("RMA", c.RMA),
-    ];
+    let costs = c.by_action();
     let mut cost = when(lit(false))
         .then(lit(0.0))
         .when(lit(false))

@@ -145,6 +145,22 @@ impl Default for Costs {
     }
 }
 
+impl Costs {
+    /// Each action's name and cost.
+    pub fn by_action(&self) -> [(&'static str, f64); 8] {
+        [
+            ("NONE", self.NONE),
+            ("WAIT", self.WAIT),
+            ("RETRY_OTA", self.RETRY_OTA),
+            ("DEFER", self.DEFER),
+            ("REMOTE_ROLLBACK", self.REMOTE_ROLLBACK),
+            ("ESCALATE", self.ESCALATE),
+            ("FIELD_SERVICE", self.FIELD_SERVICE),
+            ("RMA", self.RMA),
+        ]
+    }
+}
+
 impl Default for Gate {
     fn default() -> Self {
         Gate {
@@ -232,17 +248,7 @@ impl Config {
             0.0,
         )?;
         within("thresholds.max_retries", t.max_retries as f64, 0.0, 1000.0)?;
-        let c = &self.costs_usd;
-        for (key, v) in [
-            ("NONE", c.NONE),
-            ("WAIT", c.WAIT),
-            ("RETRY_OTA", c.RETRY_OTA),
-            ("DEFER", c.DEFER),
-            ("REMOTE_ROLLBACK", c.REMOTE_ROLLBACK),
-            ("ESCALATE", c.ESCALATE),
-            ("FIELD_SERVICE", c.FIELD_SERVICE),
-            ("RMA", c.RMA),
-        ] {
+        for (key, v) in self.costs_usd.by_action() {
             within(&format!("costs_usd.{key}"), v, 0.0, 1e9)?;
         }
         let g = &self.gate;
