@@ -20,7 +20,8 @@ pub struct Cli {
         long,
         global = true,
         value_name = "DIR",
-        default_value = "sentinel-out"
+        default_value = "sentinel-out",
+        hide_default_value = true
     )]
     pub workdir: PathBuf,
 
@@ -71,12 +72,18 @@ pub struct GenerateArgs {
         long,
         value_name = "N",
         default_value_t = 10_000,
+        hide_default_value = true,
         allow_negative_numbers = true
     )]
     pub devices: i64,
 
     /// Seed of the random streams; another seed gives another fleet. Default: 42.
-    #[arg(long, value_name = "S", default_value_t = 42)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 42,
+        hide_default_value = true
+    )]
     pub seed: u64,
 
     /// The moment the telemetry is exported (RFC 3339, e.g. 2026-11-25T12:00:00Z). All report
@@ -110,12 +117,18 @@ pub struct ChaosArgs {
         long,
         value_name = "R",
         default_value_t = 0.05,
+        hide_default_value = true,
         allow_negative_numbers = true
     )]
     pub rate: f64,
 
     /// Seed that decides which rows are corrupted and how. Default: 42.
-    #[arg(long, value_name = "S", default_value_t = 42)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 42,
+        hide_default_value = true
+    )]
     pub seed: u64,
 }
 
