@@ -27,6 +27,17 @@ fn generate_options(dir: &std::path::Path) -> GenerateOptions {
     }
 }
 
+/// Chaos at rate 0.05 of `input` into `dir`.
+fn chaos_options(dir: &std::path::Path, input: &std::path::Path) -> ChaosOptions {
+    ChaosOptions {
+        input: input.to_path_buf(),
+        out: dir.join("telemetry.chaos.parquet"),
+        log: dir.join("chaos_log.parquet"),
+        rate: 0.05,
+        seed: 42,
+    }
+}
+
 /// generate: 1M devices into Parquet.
 #[divan::bench(sample_count = 5, sample_size = 1)]
 fn generate_1m_devices(bencher: Bencher) {
@@ -43,13 +54,7 @@ fn generate_1m_devices(bencher: Bencher) {
 fn chaos_1m_devices(bencher: Bencher) {
     let dir = tempfile::tempdir().unwrap();
     let fleet = generate(&Config::default(), &generate_options(dir.path()), &|_| {}).unwrap();
-    let opts = ChaosOptions {
-        input: fleet.path.clone(),
-        out: dir.path().join("telemetry.chaos.parquet"),
-        log: dir.path().join("chaos_log.parquet"),
-        rate: 0.05,
-        seed: 42,
-    };
+    let opts = chaos_options(dir.path(), &fleet.path);
     bencher
         .counter(ItemsCount::new(fleet.rows))
         .bench(|| chaos(&opts, &|_| {}).unwrap());
@@ -62,13 +67,7 @@ fn recover_1m_devices(bencher: Bencher) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::default();
     let fleet = generate(&config, &generate_options(dir.path()), &|_| {}).unwrap();
-    let corrupted = ChaosOptions {
-        input: fleet.path.clone(),
-        out: dir.path().join("telemetry.chaos.parquet"),
-        log: dir.path().join("chaos_log.parquet"),
-        rate: 0.05,
-        seed: 42,
-    };
+    let corrupted = chaos_options(dir.path(), &fleet.path);
     let chaotic = chaos(&corrupted, &|_| {}).unwrap();
     let ws = Workspace::new(dir.path().join("out"));
     let opts = RecoverOptions {

@@ -13,16 +13,6 @@ use crate::config::Config;
 use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
 use crate::schema;
 
-/// Device states in the order their rules are tried.
-pub const STATES: [&str; 7] = [
-    "BRICKED",
-    "UNREACHABLE",
-    "HEALTHY",
-    "ROLLED_BACK",
-    "PARTIAL",
-    "STALLED",
-    "UPDATING",
-];
 /// States that count as failures (silence included).
 pub const FAILED_STATES: [&str; 5] = [
     "BRICKED",
@@ -30,17 +20,6 @@ pub const FAILED_STATES: [&str; 5] = [
     "ROLLED_BACK",
     "PARTIAL",
     "STALLED",
-];
-/// Recovery actions.
-pub const ACTIONS: [&str; 8] = [
-    "NONE",
-    "WAIT",
-    "RETRY_OTA",
-    "DEFER",
-    "ESCALATE",
-    "REMOTE_ROLLBACK",
-    "FIELD_SERVICE",
-    "RMA",
 ];
 /// Actions done remotely: each avoids a truck roll.
 pub const REMOTE_ACTIONS: [&str; 3] = ["RETRY_OTA", "DEFER", "REMOTE_ROLLBACK"];

@@ -4,7 +4,6 @@
 //! new one, never a half-written one.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -18,10 +17,6 @@ pub struct Workspace {
 impl Workspace {
     pub fn new(root: impl Into<PathBuf>) -> Workspace {
         Workspace { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// `raw/telemetry.parquet`: what `generate` writes.
@@ -95,11 +90,6 @@ impl AtomicFile {
         })
     }
 
-    /// A buffered writer over the temporary file.
-    pub fn writer(&mut self) -> BufWriter<&File> {
-        BufWriter::with_capacity(1 << 20, self.tmp.as_ref().expect("not committed").as_file())
-    }
-
     /// The temporary file itself, for writers that do their own buffering (the Parquet writer
     /// writes whole compressed pages).
     pub fn file(&self) -> &File {
@@ -132,16 +122,4 @@ impl AtomicFile {
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` to `dest` atomically.
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = AtomicFile::create(dest)?;
-    {
-        let mut w = file.writer();
-        w.write_all(bytes)
-            .and_then(|_| w.flush())
-            .with_context(|| format!("writing {}", dest.display()))?;
-    }
-    file.commit()
 }
