@@ -60,8 +60,35 @@ pub enum Command {
     /// recovery: writes stage/clean.parquet, stage/triage.parquet, stage/device_state.parquet and
     /// stage/recovery_plan.csv, and loads the run into sentinel.duckdb in one transaction.
     Recover(RecoverArgs),
+    /// Answer the analytics questions (queries/*.sql, compiled in) about one run of the database:
+    /// regional failure ranks, cohort and gateway bottlenecks, error mix, the rollout gate, the
+    /// state matrix, recovery ROI, the trend across runs and the triage summary.
+    Analyze(AnalyzeArgs),
     /// Print the effective configuration (built-in defaults with --config applied) as TOML.
     Config,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// One question to answer: a built-in query's name (region_failure_rank, cohort_bottlenecks,
+    /// gateway_hotspots, error_mix, rollout_gate, state_matrix, recovery_roi, run_trend,
+    /// triage_summary) or the path of your own .sql file holding one SELECT. Your SQL runs on a
+    /// read-only connection without access to files or the network, and sees the run through the
+    /// table `params` (run_id, as_of, finished_at, halt_failure_rate, gate_min_devices,
+    /// min_cohort) and the macros wilson_low(k, n) and wilson_high(k, n). Default: all built-in
+    /// queries.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub query: Option<String>,
+
+    /// The run to analyze, as recover printed it. Default: the run that finished last.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// How to print the results: table (aligned columns), csv, or json (one array of objects per
+    /// query; with several queries, one object keyed by query name). Default: table, or json
+    /// with --json.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::analytics::Format>,
 }
 
 #[derive(Debug, Args)]

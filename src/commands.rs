@@ -8,10 +8,12 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::analytics::{self, Format, QUERIES, Session};
 use crate::chaos::{self, ChaosOptions};
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
+use crate::parallel;
 use crate::recover::{self, RecoverOptions};
 use crate::workspace::Workspace;
 
@@ -83,6 +85,28 @@ pub fn execute(cli: Cli) -> Result<u8> {
             })?;
             Ok(0)
         }
+        Command::Analyze(args) => {
+            let session =
+                Session::open(&ws.database(), args.run_id.as_deref(), parallel::threads())?;
+            let tables = match args.query.as_deref() {
+                None => QUERIES
+                    .iter()
+                    .map(|q| session.builtin(*q))
+                    .collect::<Result<Vec<_>>>()?,
+                Some(q) => vec![user_or_builtin(&session, q)?],
+            };
+            let format = args.format.unwrap_or(if cli.json {
+                Format::Json
+            } else {
+                Format::Table
+            });
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(analytics::render(&tables, format).as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing the results")?;
+            Ok(0)
+        }
         Command::Chaos(args) => {
             if !(0.0..=1.0).contains(&args.rate) {
                 bail!("--rate must be between 0 and 1, got {}", args.rate);
@@ -123,6 +147,29 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `--query`: a built-in question by name, else the path of a user's `.sql` file.
+fn user_or_builtin(session: &Session, query: &str) -> Result<analytics::Table> {
+    if let Some(q) = analytics::builtin(query) {
+        return session.builtin(q);
+    }
+    let path = std::path::Path::new(query);
+    if !path.is_file() {
+        let names: Vec<&str> = QUERIES.iter().map(|q| q.name).collect();
+        bail!(
+            "--query {query:?} is neither a built-in query ({}) nor a .sql file",
+            names.join(", ")
+        );
+    }
+    let sql = std::fs::read_to_string(path)
+        .with_context(|| format!("reading query file {}", path.display()))?;
+    let name = path
+        .file_stem()
+        .map_or_else(|| query.to_string(), |s| s.to_string_lossy().into_owned());
+    session
+        .query(&name, &sql)
+        .with_context(|| format!("in query file {}", path.display()))
 }
 
 /// Where a command's messages go.

@@ -5,12 +5,14 @@
 //!                                             │
 //! recover:  ingest ─> sanitize (normalize, validate, triage) ─> classify (latest report, state,
 //!           action, cost) ─> stage Parquet + recovery plan ─> warehouse (DuckDB, one transaction)
+//! analyze:  analytics (queries/*.sql on a read-only DuckDB session)
 //! ```
 //!
 //! Modules in the order data flows. Stages never call each other: they meet through the column
 //! contract (`schema`), the files `workspace` names, and small summary structs. Only `commands`
 //! knows which stage runs when.
 
+pub mod analytics;
 pub mod chaos;
 pub mod classify;
 pub mod cli;

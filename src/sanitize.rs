@@ -532,13 +532,19 @@ pub fn clean(annotated: LazyFrame) -> LazyFrame {
     annotated.filter(col(PROBLEMS).eq(lit(""))).select(cols)
 }
 
-/// Quarantined rows: raw values as text, `problems` as a list, primary reason, priority, source.
+/// The triage column with the row's device id as validated and normalized: null when the raw
+/// id is missing or invalid. Blind devices are counted on it.
+pub const DEVICE_KEY: &str = "device_key";
+
+/// Quarantined rows: raw values as text, `problems` as a list, primary reason, priority, device
+/// key, source.
 pub fn triage(annotated: LazyFrame) -> LazyFrame {
     let mut cols: Vec<Expr> = vec![col(SOURCE_FILE), col(SOURCE_ROW)];
     cols.extend([
         col(PROBLEMS).str().split(lit(";")).alias(PROBLEMS),
         col(PRIMARY_REASON),
         col(PRIORITY),
+        col(valid_device_id()).alias(DEVICE_KEY),
     ]);
     cols.extend(schema::COLUMNS.iter().map(|c| col(c.name)));
     annotated.filter(col(PROBLEMS).neq(lit(""))).select(cols)

@@ -45,7 +45,18 @@ pub fn open(db: &Path, threads: usize) -> Result<Connection> {
         .and_then(|c| c.with("temp_directory", spill.to_string_lossy()))
         .with_context(|| format!("configuring DuckDB for {}", db.display()))?;
     Connection::open_with_flags(db, config)
+        .map_err(db_error)
         .with_context(|| format!("opening database {}", db.display()))
+}
+
+/// A DuckDB error as anyhow's, without the "Error code 1: Unknown error code" tail that the
+/// binding appends to every message.
+pub fn db_error(err: duckdb::Error) -> anyhow::Error {
+    let text = err.to_string();
+    let text = text
+        .strip_suffix(": Error code 1: Unknown error code")
+        .unwrap_or(&text);
+    anyhow::anyhow!("{}", text.trim_end())
 }
 
 /// A path as a SQL string literal.
@@ -118,6 +129,8 @@ pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Resul
         ],
     )
     .context("recording the run in runs")?;
-    tx.commit().context("committing the run to the database")?;
+    tx.commit()
+        .map_err(db_error)
+        .context("committing the run to the database")?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real `sentinel` binary, each test in its own work directory.
 
+mod analyze;
 mod chaos;
 mod config;
 mod generate;
