@@ -150,6 +150,8 @@ struct FleetPlan {
     gateways: Vec<usize>,
     gateway_names: Vec<Vec<String>>,
     models: Vec<String>,
+    /// The models as they may appear in a device id (see [`id_slug`]).
+    model_slugs: Vec<String>,
     model_battery: Vec<bool>,
     model_cdf: Vec<f64>,
     firmware_cdf: Vec<f64>,
@@ -212,6 +214,7 @@ impl FleetPlan {
             gateway_names: Vec::new(),
             gateways,
             model_cdf: cdf(&model_weights),
+            model_slugs: models.iter().map(|m| id_slug(m, 48)).collect(),
             models,
             model_battery,
             firmware_cdf: cdf(&FIRMWARE_FROM.map(|(_, w)| w)),
@@ -232,12 +235,10 @@ impl FleetPlan {
         plan
     }
 
+    /// `gw-<region>-NN`, the region as [`id_slug`] spells it.
     fn gateway_name(&self, region: usize, gateway: usize) -> String {
-        format!(
-            "gw-{}-{:02}",
-            self.regions[region].to_ascii_lowercase(),
-            gateway + 1
-        )
+        let slug = id_slug(&self.regions[region], 56).to_ascii_lowercase();
+        format!("gw-{slug}-{:02}", gateway + 1)
     }
 }
 
@@ -738,7 +739,7 @@ fn build_block(
             reports.push(last);
         }
         id.clear();
-        write_device_id(&mut id, &plan.models[model], index);
+        write_device_id(&mut id, &plan.model_slugs[model], index);
         let gateway_name = gateway.map(|gw| plan.gateway_names[region][gw].as_str());
         let fw_from = FIRMWARE_FROM[fw].0;
         for r in reports {
@@ -781,6 +782,23 @@ fn build_block(
         }
     }
     out.finish()
+}
+
+/// A configured name as it may appear inside an id (`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`): other
+/// characters become `-`, a name that does not start with a letter or digit gets an `x` in front,
+/// and it is cut to `max` characters. Regions and models of any spelling still give valid ids.
+fn id_slug(name: &str, max: usize) -> String {
+    let mut slug: String = name
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '.' | ':' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    if !slug.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        slug.insert(0, 'x');
+    }
+    slug.chars().take(max).collect()
 }
 
 /// A unique, random-looking id per device index: the model and a 48-bit bijective scramble.
