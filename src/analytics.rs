@@ -290,8 +290,8 @@ fn select_run(conn: &Connection, db: &Path, run_id: Option<&str>) -> Result<Run>
         .with_context(|| format!("reading the configuration recorded for run {run_id}"))?;
     Ok(Run {
         run_id,
-        as_of: schema::format_timestamp(as_of),
-        finished_at: schema::format_timestamp(finished_at),
+        as_of: timestamp_text(as_of),
+        finished_at: timestamp_text(finished_at),
         config,
     })
 }
@@ -321,9 +321,7 @@ fn cell(value: Value) -> Cell {
                 TimeUnit::Microsecond => t,
                 TimeUnit::Nanosecond => t / 1_000,
             };
-            // Whole seconds read best without a fraction of zeros.
-            let text = schema::format_timestamp(us);
-            Cell::Text(text.replace(".000000Z", "Z"))
+            Cell::Text(timestamp_text(us))
         }
         Value::Date32(days) => {
             let (y, m, d) = schema::civil_from_days(days.into());
@@ -341,6 +339,11 @@ fn cell(value: Value) -> Cell {
         ),
         other => Cell::Text(format!("{other:?}")),
     }
+}
+
+/// RFC 3339 in UTC; whole seconds read best without a fraction of zeros.
+pub fn timestamp_text(us: i64) -> String {
+    schema::format_timestamp(us).replace(".000000Z", "Z")
 }
 
 /// NaN and infinities have no JSON spelling: they become null.

@@ -64,8 +64,64 @@ pub enum Command {
     /// regional failure ranks, cohort and gateway bottlenecks, error mix, the rollout gate, the
     /// state matrix, recovery ROI, the trend across runs and the triage summary.
     Analyze(AnalyzeArgs),
+    /// Write the exec report of one run into reports/<run_id>/: four charts as PNG and SVG
+    /// (failure heatmap, recovery ROI, state breakdown, triage reasons), a self-contained
+    /// report.html, report.md for pasting, and summary.json with the KPIs and gate decisions.
+    Report(ReportArgs),
+    /// The gauntlet: generate, chaos, recover, analyze and report in order with one as-of, on
+    /// the workdir's default paths. Prints the rollout gate and the report's path.
+    Run(RunArgs),
     /// Print the effective configuration (built-in defaults with --config applied) as TOML.
     Config,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run to report on, as recover printed it. Default: the run that finished last.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of devices in the generated fleet; at least 1. Default: 10000.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        hide_default_value = true,
+        allow_negative_numbers = true
+    )]
+    pub devices: i64,
+
+    /// Seed of the generator and of chaos. Default: 42.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 42,
+        hide_default_value = true
+    )]
+    pub seed: u64,
+
+    /// Share of rows chaos corrupts, between 0 and 1. Default: 0.05.
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 0.05,
+        hide_default_value = true,
+        allow_negative_numbers = true
+    )]
+    pub chaos_rate: f64,
+
+    /// The one moment (RFC 3339) every step uses: the export time of the generated fleet and
+    /// the as-of of recovery. Default: now, in whole seconds.
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
+
+    /// Exit with code 3 when the rollout gate says HALT for any region (every output is still
+    /// written), so a script or CI job can stop the rollout.
+    #[arg(long)]
+    pub fail_on_halt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! summary: a human one on stderr (unless --quiet) and, with --json, one JSON object on stdout.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -10,11 +11,12 @@ use serde::Serialize;
 
 use crate::analytics::{self, Format, QUERIES, Session};
 use crate::chaos::{self, ChaosOptions};
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RunArgs};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
 use crate::parallel;
 use crate::recover::{self, RecoverOptions};
+use crate::report;
 use crate::workspace::Workspace;
 
 /// Runs one command; the result is the process exit code.
@@ -32,28 +34,26 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Generate(args) => {
-            if args.devices < 1 {
-                bail!("--devices must be at least 1, got {}", args.devices);
-            }
             let opts = GenerateOptions {
-                devices: args.devices as u64,
+                devices: devices(args.devices)?,
                 seed: args.seed,
                 as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
                 out: args.out.unwrap_or_else(|| ws.raw_telemetry()),
             };
-            let bar = out.progress(opts.devices, "generating devices");
-            let summary = generate::generate(&config, &opts, &|n| bar.set_position(n))?;
-            bar.finish_and_clear();
-            out.summary(&summary, || {
-                format!(
-                    "generated {} devices ({} reports) into {} in {:.2} s ({:.0} devices/s)",
-                    summary.devices,
-                    summary.rows,
-                    summary.path.display(),
-                    summary.seconds,
-                    summary.devices as f64 / summary.seconds.max(1e-9)
-                )
-            })?;
+            let summary = generate_step(&config, &opts, &out)?;
+            out.summary(&summary, || generate_text(&summary))?;
+            Ok(0)
+        }
+        Command::Chaos(args) => {
+            let opts = ChaosOptions {
+                input: args.input.unwrap_or_else(|| ws.raw_telemetry()),
+                out: args.out.unwrap_or_else(|| ws.chaos_telemetry()),
+                log: args.log.unwrap_or_else(|| ws.chaos_log()),
+                rate: rate("--rate", args.rate)?,
+                seed: args.seed,
+            };
+            let summary = chaos_step(&opts, &out)?;
+            out.summary(&summary, || chaos_text(&summary))?;
             Ok(0)
         }
         Command::Recover(args) => {
@@ -61,28 +61,8 @@ pub fn execute(cli: Cli) -> Result<u8> {
                 inputs: args.input,
                 as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
             };
-            let summary = recover::recover(&config, &opts, &ws)?;
-            out.summary(&summary, || {
-                let list = |m: &std::collections::BTreeMap<String, u64>| {
-                    m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
-                };
-                format!(
-                    "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s",
-                    summary.run_id,
-                    summary.rows_in,
-                    summary.rows_clean,
-                    summary.rows_quarantined,
-                    list(&summary.quarantined_by_reason),
-                    summary.devices,
-                    list(&summary.devices_by_state),
-                    list(&summary.devices_by_action),
-                    summary.blind_devices,
-                    summary.cost_usd,
-                    summary.truck_rolls_avoided,
-                    summary.cost_avoided_usd,
-                    summary.timings.get("total").copied().unwrap_or(0.0)
-                )
-            })?;
+            let summary = recover_step(&config, &opts, &ws, &out)?;
+            out.summary(&summary, || recover_text(&summary))?;
             Ok(0)
         }
         Command::Analyze(args) => {
@@ -107,46 +87,259 @@ pub fn execute(cli: Cli) -> Result<u8> {
                 .context("writing the results")?;
             Ok(0)
         }
-        Command::Chaos(args) => {
-            if !(0.0..=1.0).contains(&args.rate) {
-                bail!("--rate must be between 0 and 1, got {}", args.rate);
-            }
-            let opts = ChaosOptions {
-                input: args.input.unwrap_or_else(|| ws.raw_telemetry()),
-                out: args.out.unwrap_or_else(|| ws.chaos_telemetry()),
-                log: args.log.unwrap_or_else(|| ws.chaos_log()),
-                rate: args.rate,
-                seed: args.seed,
-            };
-            if !opts.input.is_file() {
-                bail!(
-                    "chaos input {} does not exist or is not a file (run `sentinel generate` first, or pass --input)",
-                    opts.input.display()
-                );
-            }
-            let bar = out.progress(0, "corrupting rows");
-            let summary = chaos::chaos(&opts, &|n| bar.set_position(n))?;
-            bar.finish_and_clear();
-            out.summary(&summary, || {
-                let kinds: Vec<String> = summary
-                    .by_kind
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect();
-                format!(
-                    "corrupted {} of {} rows into {} ({} rows out; log {}) in {:.2} s\n  kinds: {}",
-                    summary.rows_logged,
-                    summary.rows_in,
-                    summary.out.display(),
-                    summary.rows_out,
-                    summary.log.display(),
-                    summary.seconds,
-                    kinds.join(", ")
-                )
-            })?;
+        Command::Report(args) => {
+            let summary = report_step(&ws, args.run_id.as_deref(), &out)?;
+            out.summary(&summary, || report_text(&summary))?;
             Ok(0)
         }
+        Command::Run(args) => gauntlet(&config, &ws, &out, args),
     }
+}
+
+/// What `run` did, step by step.
+#[derive(Serialize)]
+struct RunSummary {
+    generate: generate::GenerateSummary,
+    chaos: chaos::ChaosSummary,
+    recover: recover::RecoverSummary,
+    gate: Vec<GateRow>,
+    halted_regions: Vec<String>,
+    report: report::ReportSummary,
+    exit_code: u8,
+}
+
+#[derive(Serialize)]
+struct GateRow {
+    region: String,
+    devices: u64,
+    failure_rate: f64,
+    decision: String,
+}
+
+/// `run`: every stage in order with one as-of, on the workdir's default paths.
+fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Result<u8> {
+    let as_of_us = args.as_of.unwrap_or_else(now_whole_seconds);
+    let generate_opts = GenerateOptions {
+        devices: devices(args.devices)?,
+        seed: args.seed,
+        as_of_us,
+        out: ws.raw_telemetry(),
+    };
+    let chaos_opts = ChaosOptions {
+        input: ws.raw_telemetry(),
+        out: ws.chaos_telemetry(),
+        log: ws.chaos_log(),
+        rate: rate("--chaos-rate", args.chaos_rate)?,
+        seed: args.seed,
+    };
+    let generated = generate_step(config, &generate_opts, out)?;
+    out.step(|| generate_text(&generated));
+    let chaos = chaos_step(&chaos_opts, out)?;
+    out.step(|| chaos_text(&chaos));
+    let recover_opts = RecoverOptions {
+        inputs: vec![ws.chaos_telemetry()],
+        as_of_us,
+    };
+    let recovered = recover_step(config, &recover_opts, ws, out)?;
+    out.step(|| recover_text(&recovered));
+
+    // analyze: the rollout gate of this run decides the exit code.
+    let gate_table = {
+        let session = Session::open(&ws.database(), Some(&recovered.run_id), parallel::threads())?;
+        session.builtin(analytics::builtin("rollout_gate").context("the rollout_gate query")?)?
+    };
+    let col = |name: &str| gate_table.column(name);
+    let (region, devices_col, rate_col, decision) = (
+        col("region")?,
+        col("devices")?,
+        col("failure_rate")?,
+        col("decision")?,
+    );
+    let gate: Vec<GateRow> = gate_table
+        .rows
+        .iter()
+        .map(|r| GateRow {
+            region: r[region].text(),
+            devices: r[devices_col].as_f64().unwrap_or(0.0) as u64,
+            failure_rate: r[rate_col].as_f64().unwrap_or(0.0),
+            decision: r[decision].text(),
+        })
+        .collect();
+    let halted: Vec<String> = gate
+        .iter()
+        .filter(|g| g.decision == "HALT")
+        .map(|g| g.region.clone())
+        .collect();
+
+    let reported = report_step(ws, Some(&recovered.run_id), out)?;
+    let exit_code = if args.fail_on_halt && !halted.is_empty() {
+        3
+    } else {
+        0
+    };
+    let summary = RunSummary {
+        generate: generated,
+        chaos,
+        recover: recovered,
+        gate,
+        halted_regions: halted,
+        report: reported,
+        exit_code,
+    };
+    out.summary(&summary, || {
+        let gate: Vec<String> = summary
+            .gate
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {} ({:.1}%)",
+                    g.region,
+                    g.decision,
+                    100.0 * g.failure_rate
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "rollout gate: {}\nreport: {}",
+            gate.join(", "),
+            Path::new(&summary.report.dir).join("report.html").display()
+        );
+        if !summary.halted_regions.is_empty() {
+            text.push_str(&format!(
+                "\nHALT: {}{}",
+                summary.halted_regions.join(", "),
+                if exit_code == 3 {
+                    " (exit code 3: --fail-on-halt)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        text
+    })?;
+    Ok(exit_code)
+}
+
+fn devices(n: i64) -> Result<u64> {
+    if n < 1 {
+        bail!("--devices must be at least 1, got {n}");
+    }
+    Ok(n as u64)
+}
+
+fn rate(flag: &str, r: f64) -> Result<f64> {
+    if !(0.0..=1.0).contains(&r) {
+        bail!("{flag} must be between 0 and 1, got {r}");
+    }
+    Ok(r)
+}
+
+fn generate_step(
+    config: &Config,
+    opts: &GenerateOptions,
+    out: &Output,
+) -> Result<generate::GenerateSummary> {
+    let bar = out.progress(opts.devices, "generating devices");
+    let summary = generate::generate(config, opts, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn generate_text(s: &generate::GenerateSummary) -> String {
+    format!(
+        "generated {} devices ({} reports) into {} in {:.2} s ({:.0} devices/s)",
+        s.devices,
+        s.rows,
+        s.path.display(),
+        s.seconds,
+        s.devices as f64 / s.seconds.max(1e-9)
+    )
+}
+
+fn chaos_step(opts: &ChaosOptions, out: &Output) -> Result<chaos::ChaosSummary> {
+    if !opts.input.is_file() {
+        bail!(
+            "chaos input {} does not exist or is not a file (run `sentinel generate` first, or pass --input)",
+            opts.input.display()
+        );
+    }
+    let bar = out.progress(0, "corrupting rows");
+    let summary = chaos::chaos(opts, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn chaos_text(s: &chaos::ChaosSummary) -> String {
+    let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(
+        "corrupted {} of {} rows into {} ({} rows out; log {}) in {:.2} s\n  kinds: {}",
+        s.rows_logged,
+        s.rows_in,
+        s.out.display(),
+        s.rows_out,
+        s.log.display(),
+        s.seconds,
+        kinds.join(", ")
+    )
+}
+
+fn recover_step(
+    config: &Config,
+    opts: &RecoverOptions,
+    ws: &Workspace,
+    out: &Output,
+) -> Result<recover::RecoverSummary> {
+    let spinner = out.spinner("recovering: sanitize, triage, classify, load");
+    let summary = recover::recover(config, opts, ws);
+    spinner.finish_and_clear();
+    summary
+}
+
+fn recover_text(s: &recover::RecoverSummary) -> String {
+    let list = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s",
+        s.run_id,
+        s.rows_in,
+        s.rows_clean,
+        s.rows_quarantined,
+        list(&s.quarantined_by_reason),
+        s.devices,
+        list(&s.devices_by_state),
+        list(&s.devices_by_action),
+        s.blind_devices,
+        s.cost_usd,
+        s.truck_rolls_avoided,
+        s.cost_avoided_usd,
+        s.timings.get("total").copied().unwrap_or(0.0)
+    )
+}
+
+fn report_step(
+    ws: &Workspace,
+    run_id: Option<&str>,
+    out: &Output,
+) -> Result<report::ReportSummary> {
+    let spinner = out.spinner("writing the report");
+    let summary = report::report(ws, run_id, parallel::threads());
+    spinner.finish_and_clear();
+    summary
+}
+
+fn report_text(s: &report::ReportSummary) -> String {
+    format!(
+        "report of run {} in {} ({} files, {:.2} s): {}",
+        s.run_id,
+        s.dir,
+        s.files.len(),
+        s.seconds,
+        Path::new(&s.dir).join("report.html").display()
+    )
 }
 
 /// `--query`: a built-in question by name, else the path of a user's `.sql` file.
@@ -194,6 +387,24 @@ impl Output {
         );
         bar.set_message(what.to_string());
         bar
+    }
+
+    /// A spinner on stderr for a step without a row count, when stderr is a terminal.
+    fn spinner(&self, what: &str) -> ProgressBar {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+
+    /// One finished step of `run`, on stderr unless --quiet.
+    fn step(&self, human: impl FnOnce() -> String) {
+        if !self.quiet {
+            eprintln!("{}", human());
+        }
     }
 
     fn summary<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {

@@ -14,6 +14,7 @@
 
 pub mod analytics;
 pub mod chaos;
+pub mod charts;
 pub mod classify;
 pub mod cli;
 pub mod commands;
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod parallel;
 pub mod parquet;
 pub mod recover;
+pub mod report;
 pub mod sanitize;
 pub mod schema;
 pub mod warehouse;

@@ -54,6 +54,16 @@ impl Workspace {
         self.root.join("stage").join("recovery_plan.csv")
     }
 
+    /// `reports/`: one folder per reported run.
+    pub fn reports_root(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
+    /// `reports/<run_id>/`: the charts, report.html, report.md and summary.json of one run.
+    pub fn report_dir(&self, run_id: &str) -> PathBuf {
+        self.reports_root().join(run_id)
+    }
+
     /// `sentinel.duckdb`: the database of every run.
     pub fn database(&self) -> PathBuf {
         self.root.join("sentinel.duckdb")

@@ -6,5 +6,6 @@ mod config;
 mod generate;
 mod oracle;
 mod recover;
+mod report;
 mod sanitize;
 mod util;
