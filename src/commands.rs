@@ -24,6 +24,15 @@ pub fn execute(cli: Cli) -> Result<u8> {
     set_threads(cli.threads)?;
     let config = Config::load(cli.config.as_deref())?;
     let ws = Workspace::new(&cli.workdir);
+    // Commands that write into the work directory hold it; analyze and config only read.
+    let _lock = match cli.command {
+        Command::Generate(_)
+        | Command::Chaos(_)
+        | Command::Recover(_)
+        | Command::Report(_)
+        | Command::Run(_) => Some(ws.lock()?),
+        Command::Analyze(_) | Command::Config => None,
+    };
     let out = Output {
         quiet: cli.quiet,
         json: cli.json,

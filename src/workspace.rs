@@ -4,9 +4,10 @@
 //! new one, never a half-written one.
 
 use std::fs::{self, File};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// The work directory and the paths inside it.
 #[derive(Clone, Debug)]
@@ -67,6 +68,118 @@ impl Workspace {
     /// `sentinel.duckdb`: the database of every run.
     pub fn database(&self) -> PathBuf {
         self.root.join("sentinel.duckdb")
+    }
+
+    /// `sentinel.lock`: held by the one command that writes into the work directory.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("sentinel.lock")
+    }
+
+    /// Takes the work directory for a writing command, or fails at once naming the process that
+    /// holds it. The lock is the operating system's (flock), so a killed holder releases it; the
+    /// file only carries the holder's process id for the message. Leftovers of a killed writer
+    /// (temporary files and folders) are removed once the lock is held, since no writer can be
+    /// using them then.
+    pub fn lock(&self) -> Result<WorkdirLock> {
+        let created_root = !self.root.exists();
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating the work directory {}", self.root.display()))?;
+        let path = self.lock_file();
+        loop {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("opening the lock file {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    bail!(
+                        "work directory {} is in use by another sentinel process (pid {}; lock file {}); \
+                         wait for it to finish or use another --workdir",
+                        self.root.display(),
+                        if holder.is_empty() { "unknown" } else { holder },
+                        path.display()
+                    );
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()));
+                }
+            }
+            // The previous holder may have removed the file between our open and our lock: then
+            // we hold a lock on a file nobody else can see. Start over on the current one.
+            if !same_file(&file, &path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .with_context(|| format!("writing the lock file {}", path.display()))?;
+            self.sweep();
+            return Ok(WorkdirLock {
+                file,
+                path,
+                root: created_root.then(|| self.root.clone()),
+            });
+        }
+    }
+
+    /// Removes what a killed writer left: `.*.tmp` files in raw/ and stage/, and the staging
+    /// folders (`.<run_id>.*`, `.old.*`) in reports/.
+    fn sweep(&self) {
+        for dir in [self.root.join("raw"), self.root.join("stage")] {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        for entry in fs::read_dir(self.reports_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && entry.path().is_dir() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether an open file is still the one at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The work directory, held by this process until dropped. Dropping removes the lock file, and the
+/// work directory itself when this command created it and left nothing in it (a command that
+/// failed on bad input leaves no trace).
+pub struct WorkdirLock {
+    file: File,
+    path: PathBuf,
+    root: Option<PathBuf>,
+}
+
+impl Drop for WorkdirLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a waiting process cannot lock the old file unseen (it
+        // checks `same_file`).
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+        if let Some(root) = &self.root {
+            let _ = fs::remove_dir(root);
+        }
     }
 }
 
