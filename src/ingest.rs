@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use polars::prelude::{
-    CsvReadOptions, DataFrame, DataType, Expr, Field, IntoLazy, JsonFormat, JsonReader, LazyFrame,
-    ParquetReader, Schema, SerReader, TimeUnit, col, lit,
+    CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr, Field, IntoLazy, JsonFormat,
+    JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader, TimeUnit, col, concat_str, lit,
+    when,
 };
 
 use crate::schema::{self, Kind};
@@ -115,15 +116,43 @@ fn as_text(name: &str, dtype: &DataType) -> Expr {
     let text = match dtype {
         d if d.is_string() => c,
         DataType::Datetime(unit, _) => {
-            let micros = match unit {
-                TimeUnit::Nanoseconds => c.to_physical().floor_div(lit(1000i64)),
-                TimeUnit::Microseconds => c.to_physical(),
-                TimeUnit::Milliseconds => c.to_physical() * lit(1000i64),
+            // RFC 3339 text for years 0001 to 9999. A value beyond them (a typed column can hold
+            // year 294,247) has no RFC 3339 spelling: it is written as its raw count, which the
+            // sanitizer then rejects as a TYPE_MISMATCH. Out-of-range values are nulled before
+            // formatting, which would otherwise panic, and before ms -> µs, which could overflow.
+            let (lo_us, hi_us) = (
+                schema::days_from_civil(1, 1, 1) * 86_400_000_000,
+                schema::days_from_civil(10_000, 1, 1) * 86_400_000_000 - 1,
+            );
+            let raw = c.to_physical();
+            let (lo, hi, suffix) = match unit {
+                TimeUnit::Nanoseconds => (i64::MIN, i64::MAX, "ns"),
+                TimeUnit::Microseconds => (lo_us, hi_us, "us"),
+                TimeUnit::Milliseconds => (lo_us / 1000, hi_us / 1000, "ms"),
             };
-            micros
+            let in_range = raw.clone().gt_eq(lit(lo)).and(raw.clone().lt_eq(lit(hi)));
+            let safe = when(in_range.clone())
+                .then(raw.clone())
+                .otherwise(lit(NULL));
+            let micros = match unit {
+                TimeUnit::Nanoseconds => safe.floor_div(lit(1000i64)),
+                TimeUnit::Microseconds => safe,
+                TimeUnit::Milliseconds => safe * lit(1000i64),
+            };
+            let formatted = micros
                 .cast(DataType::Datetime(TimeUnit::Microseconds, None))
                 .dt()
-                .to_string("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string("%Y-%m-%dT%H:%M:%S%.6fZ");
+            when(in_range.or(raw.clone().is_null()))
+                .then(formatted)
+                .otherwise(concat_str(
+                    [
+                        raw.cast(DataType::String),
+                        lit(format!(" {suffix} since 1970-01-01T00:00:00Z")),
+                    ],
+                    "",
+                    false,
+                ))
         }
         d if d.is_float() => c.cast(DataType::Float64).cast(DataType::String),
         _ => c.cast(DataType::String),
@@ -158,6 +187,9 @@ pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
             .with_raise_if_empty(false)
+            // Bytes that are not UTF-8 become U+FFFD, which no column accepts: the row is
+            // quarantined with a reason instead of the whole file being refused.
+            .map_parse_options(|p| p.with_encoding(CsvEncoding::LossyUtf8))
             .try_into_reader_with_file_path(Some(path.clone()))
             .and_then(|r| r.finish())
             .with_context(|| format!("{name}: not a readable CSV file"))?,
