@@ -175,6 +175,16 @@ impl Session {
             .with_context(|| format!("configuring DuckDB for {}", db.display()))?;
         let conn = Connection::open_with_flags(db, config)
             .map_err(db_error)
+            .map_err(|e| {
+                if e.to_string().contains("lock") {
+                    e.context(
+                        "another sentinel process (recover or run) is writing the database; \
+                         try again when it has finished",
+                    )
+                } else {
+                    e
+                }
+            })
             .with_context(|| format!("opening database {} read-only", db.display()))?;
         let run = select_run(&conn, db, run_id)?;
         conn.execute_batch(&format!(

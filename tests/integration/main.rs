@@ -3,6 +3,7 @@
 mod analyze;
 mod chaos;
 mod config;
+mod faults;
 mod generate;
 mod oracle;
 mod recover;
