@@ -33,7 +33,7 @@ pub const REASONS: [&str; 9] = [
     "DUPLICATE",
 ];
 
-/// `problems` as one `;`-joined text while the frame is built; empty for a clean row.
+/// `problems` as one `;`-joined text (see [`explain`]); empty for a clean row.
 pub const PROBLEMS: &str = "problems";
 pub const PRIMARY_REASON: &str = "primary_reason";
 pub const PRIORITY: &str = "priority";
@@ -92,14 +92,45 @@ fn vocabulary_value(text: Expr, vocabulary: &[String]) -> Expr {
     )
 }
 
-/// The reason of one column: the first of missing / type / range / category / timestamp.
+/// The column-level reasons, by code: a column's reason is stored as its index here plus one (0:
+/// no reason), so that clean rows, the great majority, never build a string.
+const COLUMN_REASONS: [&str; 5] = [
+    "MISSING_REQUIRED",
+    "TYPE_MISMATCH",
+    "OUT_OF_RANGE",
+    "UNKNOWN_CATEGORY",
+    "BAD_TIMESTAMP",
+];
+
+/// The row-level reasons after them, each with the flag column that raises it.
+const ROW_REASONS: [(&str, &str); 4] = [
+    ("__signal_drop", "SIGNAL_DROP"),
+    ("__inconsistent", "INCONSISTENT"),
+    ("__conflict", "CONFLICT"),
+    ("__duplicate", "DUPLICATE"),
+];
+
+/// Whether the row has any reason at all.
+const BAD: &str = "__bad";
+
+fn code(reason: &str) -> u8 {
+    COLUMN_REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .expect("a column-level reason") as u8
+        + 1
+}
+
+/// The reason code of one column: the first of missing / type / range / category / timestamp.
 fn reason(pairs: Vec<(Expr, &'static str)>) -> Expr {
-    first_match(
-        pairs
-            .into_iter()
-            .map(|(cond, reason)| (flag(cond), lit(reason)))
-            .collect(),
-    )
+    let mut chain = when(lit(false))
+        .then(lit(0u8))
+        .when(lit(false))
+        .then(lit(0u8));
+    for (cond, reason) in pairs {
+        chain = chain.when(flag(cond)).then(lit(code(reason)));
+    }
+    chain.otherwise(lit(0u8))
 }
 
 /// The text of the first case whose condition holds, else null.
@@ -380,9 +411,10 @@ fn timestamp_value(c: &str) -> Vec<Expr> {
     ]
 }
 
-/// Adds to `raw` (the 17 contract columns as text, plus the source columns) the normalized texts,
-/// typed values, `problems` (`;`-joined `column:REASON`, empty when clean), `primary_reason` and
+/// Adds to `raw` (the 17 contract columns as text, plus the source columns) the typed values, a
+/// reason code per column (`__r_*`), the row-level reason flags, `__bad` (any reason) and
 /// `priority`. The frame must hold the run's inputs in run order: "earlier" rows come first.
+/// [`explain`] spells the reasons out; [`clean`] and [`triage`] split the rows.
 pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<LazyFrame> {
     let normalized_cols: Vec<Expr> = schema::COLUMNS
         .iter()
@@ -429,31 +461,13 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     let variants = col("__first").cast(DataType::UInt32).sum().over(key)?;
     let conflict = key_valid.and(flag(variants.gt(lit(1u32))));
 
-    let mut pieces = Vec::new();
-    for reason in &REASONS[..5] {
-        for c in &schema::COLUMNS {
-            pieces.push(
-                when(flag(col(r(c.name)).eq(lit(*reason))))
-                    .then(lit(format!("{}:{reason}", c.name)))
-                    .otherwise(lit(NULL).cast(DataType::String)),
-            );
-        }
-    }
-    for (flag_col, reason) in [
-        ("__signal_drop", "SIGNAL_DROP"),
-        ("__inconsistent", "INCONSISTENT"),
-        ("__conflict", "CONFLICT"),
-        ("__duplicate", "DUPLICATE"),
-    ] {
-        pieces.push(
-            when(col(flag_col))
-                .then(lit(format!("*:{reason}")))
-                .otherwise(lit(NULL).cast(DataType::String)),
-        );
-    }
-    let problems = concat_str(pieces, ";", true).fill_null(lit(""));
-    let clean = col(PROBLEMS).eq(lit(""));
-    let device_has_clean = flag(clean.any(true).over([col(v(schema::DEVICE_ID))])?);
+    let bad = schema::COLUMNS
+        .iter()
+        .map(|c| col(r(c.name)).gt(lit(0u8)))
+        .chain(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)))
+        .reduce(Expr::or)
+        .expect("reasons");
+    let device_has_clean = flag(col(BAD).not().any(true).over([col(v(schema::DEVICE_ID))])?);
     let priority = when(
         col(v(schema::DEVICE_ID))
             .is_null()
@@ -488,32 +502,65 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             conflict.alias("__conflict"),
             col("__first").not().alias("__duplicate"),
         ])
-        .with_columns([problems.alias(PROBLEMS)])
-        .with_columns([
-            col(PROBLEMS)
-                .str()
-                .extract(lit(r"^[^;]*:([A-Z_]+)"), 1)
-                .alias(PRIMARY_REASON),
-            priority.alias(PRIORITY),
-        ])
+        .with_columns([bad.alias(BAD)])
+        .with_columns([priority.alias(PRIORITY)])
         .select(kept_columns()))
+}
+
+/// Adds `problems` (`;`-joined `column:REASON`, reason-major then in column order; empty when
+/// clean) and `primary_reason` (the first of them) to rows of `annotate`. Run on the quarantined
+/// rows only: it is the one string-heavy step.
+pub fn explain(annotated: LazyFrame) -> LazyFrame {
+    let mut pieces = Vec::new();
+    for reason in COLUMN_REASONS {
+        for c in &schema::COLUMNS {
+            pieces.push(
+                when(col(r(c.name)).eq(lit(code(reason))))
+                    .then(lit(format!("{}:{reason}", c.name)))
+                    .otherwise(lit(NULL).cast(DataType::String)),
+            );
+        }
+    }
+    for (flag_col, reason) in ROW_REASONS {
+        pieces.push(
+            when(col(flag_col))
+                .then(lit(format!("*:{reason}")))
+                .otherwise(lit(NULL).cast(DataType::String)),
+        );
+    }
+    // The primary reason: the first column-level reason any column has, else the first
+    // row-level flag.
+    let mut cases: Vec<(Expr, Expr)> = COLUMN_REASONS
+        .iter()
+        .map(|reason| {
+            let any = schema::COLUMNS
+                .iter()
+                .map(|c| col(r(c.name)).eq(lit(code(reason))))
+                .reduce(Expr::or)
+                .expect("columns");
+            (any, lit(*reason))
+        })
+        .collect();
+    cases.extend(
+        ROW_REASONS
+            .iter()
+            .map(|(flag_col, reason)| (col(*flag_col), lit(*reason))),
+    );
+    annotated.with_columns([
+        concat_str(pieces, ";", true)
+            .fill_null(lit(""))
+            .alias(PROBLEMS),
+        first_match(cases).alias(PRIMARY_REASON),
+    ])
 }
 
 /// What `annotate` keeps: raw texts, typed values, the verdict and the source.
 fn kept_columns() -> Vec<Expr> {
     let mut cols: Vec<Expr> = schema::COLUMNS.iter().map(|c| col(c.name)).collect();
     cols.extend(schema::COLUMNS.iter().map(|c| col(v(c.name))));
-    cols.extend(
-        [
-            PROBLEMS,
-            PRIMARY_REASON,
-            PRIORITY,
-            SOURCE_FILE,
-            SOURCE_ROW,
-            SOURCE_INDEX,
-        ]
-        .map(col),
-    );
+    cols.extend(schema::COLUMNS.iter().map(|c| col(r(c.name))));
+    cols.extend(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)));
+    cols.extend([BAD, PRIORITY, SOURCE_FILE, SOURCE_ROW, SOURCE_INDEX].map(col));
     cols
 }
 
@@ -529,7 +576,7 @@ pub fn clean(annotated: LazyFrame) -> LazyFrame {
         .map(|c| col(v(c.name)).alias(c.name))
         .collect();
     cols.extend([col(SOURCE_FILE), col(SOURCE_ROW), col(SOURCE_INDEX)]);
-    annotated.filter(col(PROBLEMS).eq(lit(""))).select(cols)
+    annotated.filter(col(BAD).not()).select(cols)
 }
 
 /// The triage column with the row's device id as validated and normalized: null when the raw
@@ -547,7 +594,7 @@ pub fn triage(annotated: LazyFrame) -> LazyFrame {
         col(valid_device_id()).alias(DEVICE_KEY),
     ]);
     cols.extend(schema::COLUMNS.iter().map(|c| col(c.name)));
-    annotated.filter(col(PROBLEMS).neq(lit(""))).select(cols)
+    explain(annotated.filter(col(BAD))).select(cols)
 }
 
 #[cfg(test)]
@@ -618,8 +665,7 @@ mod tests {
             .with_row_index(SOURCE_ROW, None)
             .with_columns([lit(0u32).alias(SOURCE_INDEX)]);
         let as_of = schema::parse_timestamp(AS_OF).unwrap();
-        let out = annotate(raw, &Config::default(), as_of)
-            .unwrap()
+        let out = explain(annotate(raw, &Config::default(), as_of).unwrap())
             .collect()
             .unwrap();
         let problems = out.column(PROBLEMS).unwrap().str().unwrap().clone();

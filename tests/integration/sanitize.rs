@@ -62,6 +62,7 @@ fn check_chaos_reasons(devices: u64, seed: u64, rate: f64) {
         written.rows_out,
         "clean xor quarantined"
     );
+    let annotated = sanitize::explain(annotated.lazy()).collect().unwrap();
     let problems = annotated
         .column(sanitize::PROBLEMS)
         .unwrap()
