@@ -5,10 +5,12 @@
 
 use divan::Bencher;
 use divan::counter::ItemsCount;
+use sentinel::analytics::{QUERIES, Session};
 use sentinel::chaos::{ChaosOptions, chaos};
 use sentinel::config::Config;
 use sentinel::generate::{GenerateOptions, generate};
-use sentinel::recover::{RecoverOptions, recover};
+use sentinel::recover::{BUCKET_ROWS, RecoverOptions, recover};
+use sentinel::report::report;
 use sentinel::schema::parse_timestamp;
 use sentinel::workspace::Workspace;
 
@@ -70,11 +72,48 @@ fn recover_1m_devices(bencher: Bencher) {
     let corrupted = chaos_options(dir.path(), &fleet.path);
     let chaotic = chaos(&corrupted, &|_| {}).unwrap();
     let ws = Workspace::new(dir.path().join("out"));
-    let opts = RecoverOptions {
-        inputs: vec![corrupted.out.clone()],
-        as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
-    };
+    let opts = recover_options(&corrupted.out);
     bencher
         .counter(ItemsCount::new(chaotic.rows_out))
         .bench(|| recover(&config, &opts, &ws).unwrap());
+}
+
+fn recover_options(input: &std::path::Path) -> RecoverOptions {
+    RecoverOptions {
+        inputs: vec![input.to_path_buf()],
+        as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
+        bucket_rows: BUCKET_ROWS,
+    }
+}
+
+/// A work directory holding the recovered 1M-device fleet, built outside the timed loop.
+fn recovered() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let fleet = generate(&config, &generate_options(dir.path()), &|_| {}).unwrap();
+    let corrupted = chaos_options(dir.path(), &fleet.path);
+    chaos(&corrupted, &|_| {}).unwrap();
+    let ws = Workspace::new(dir.path().join("out"));
+    recover(&config, &recover_options(&corrupted.out), &ws).unwrap();
+    (dir, ws)
+}
+
+/// analyze: all nine queries on the 1M-device run, read-only session included.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn analyze_1m_devices(bencher: Bencher) {
+    let (_dir, ws) = recovered();
+    bencher.bench(|| {
+        let session = Session::open(&ws.database(), None, 2).unwrap();
+        QUERIES
+            .iter()
+            .map(|q| session.builtin(*q).unwrap().rows.len())
+            .sum::<usize>()
+    });
+}
+
+/// report: charts (PNG and SVG), report.html, report.md and summary.json of the 1M-device run.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn report_1m_devices(bencher: Bencher) {
+    let (_dir, ws) = recovered();
+    bencher.bench(|| report(&ws, None, 2).unwrap());
 }

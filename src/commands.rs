@@ -69,6 +69,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             let opts = RecoverOptions {
                 inputs: args.input,
                 as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
+                bucket_rows: recover::BUCKET_ROWS,
             };
             let summary = recover_step(&config, &opts, &ws, &out)?;
             out.summary(&summary, || recover_text(&summary))?;
@@ -148,6 +149,7 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
     let recover_opts = RecoverOptions {
         inputs: vec![ws.chaos_telemetry()],
         as_of_us,
+        bucket_rows: recover::BUCKET_ROWS,
     };
     let recovered = recover_step(config, &recover_opts, ws, out)?;
     out.step(|| recover_text(&recovered));

@@ -173,12 +173,37 @@ fn text_schema() -> Arc<Schema> {
 /// Reads one input into a frame with the 17 contract columns as text (missing optional columns
 /// as null), plus `source_file`, `source_row` and `source_index`.
 pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
+    read_rows(input, index, None)
+}
+
+/// The number of rows of a Parquet input, from its footer; None for CSV and NDJSON, which are
+/// read whole.
+pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
+    if input.format != Format::Parquet {
+        return Ok(None);
+    }
+    let name = input.path.display();
+    let file = File::open(&input.path).with_context(|| format!("opening {name}"))?;
+    let rows = ParquetReader::new(file)
+        .num_rows()
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    Ok(Some(rows))
+}
+
+/// Like [`read`], but of a Parquet input only the rows `offset..offset + len` (source_row keeps
+/// counting from the file's first row). CSV and NDJSON inputs are always read whole.
+pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> Result<LazyFrame> {
     let path = &input.path;
     let name = path.display().to_string();
+    let offset = match (input.format, rows) {
+        (Format::Parquet, Some((offset, _))) => offset,
+        _ => 0,
+    };
     let df: DataFrame = match input.format {
         Format::Parquet => {
             let file = File::open(path).with_context(|| format!("opening {name}"))?;
             ParquetReader::new(file)
+                .with_slice(rows)
                 .finish()
                 .with_context(|| format!("{name}: not a readable Parquet file"))?
         }
@@ -229,7 +254,7 @@ pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
         .select(exprs)
         .with_row_index(SOURCE_ROW, None)
         .with_columns([
-            col(SOURCE_ROW).cast(DataType::UInt64),
+            (col(SOURCE_ROW).cast(DataType::UInt64) + lit(offset as u64)),
             lit(name).alias(SOURCE_FILE),
             lit(index as u32).alias(SOURCE_INDEX),
         ]))

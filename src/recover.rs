@@ -8,14 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
+use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, SerWriter, UnionArgs, col, concat,
-    len, lit, when,
+    Column, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, ParquetReader, SerReader,
+    SerWriter, UnionArgs, col, concat, len, lit, when,
 };
 use serde::Serialize;
 
@@ -34,6 +36,8 @@ use crate::workspace::{AtomicFile, Workspace};
 pub struct RecoverOptions {
     pub inputs: Vec<PathBuf>,
     pub as_of_us: i64,
+    /// Inputs with more rows are processed in buckets of about this many rows ([`BUCKET_ROWS`]).
+    pub bucket_rows: usize,
 }
 
 /// What `recover` did: the summary printed on stderr and, with --json, on stdout.
@@ -163,32 +167,168 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .collect()?)
 }
 
-/// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
-pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
-    let started_at_us = now_us();
-    let clock = Instant::now();
-    let mut timings = BTreeMap::new();
-    let mut lap = |name: &str, since: &mut Instant| {
-        timings.insert(name.to_string(), since.elapsed().as_secs_f64());
-        *since = Instant::now();
-    };
-    let mut step = Instant::now();
+/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise: about 1.3 GB of working
+/// memory per bucket.
+pub const BUCKET_ROWS: usize = 500_000;
 
-    let inputs = ingest::resolve(&opts.inputs)?;
-    let (run_id, fingerprint) = fingerprints(&inputs, opts.as_of_us, config)?;
-    let mut frames: Vec<LazyFrame> = Vec::with_capacity(inputs.len());
-    let mut rows_in = 0u64;
-    for (i, input) in inputs.iter().enumerate() {
-        let frame = ingest::read(input, i)?
-            .collect()
-            .with_context(|| format!("reading {}", input.path.display()))?;
-        rows_in += frame.height() as u64;
-        frames.push(frame.lazy());
+/// Rows read from a Parquet input at a time while splitting it into buckets.
+const READ_ROWS: usize = 1 << 20;
+
+/// The run's totals, summed over buckets.
+#[derive(Default)]
+struct Totals {
+    rows_in: u64,
+    rows_clean: u64,
+    rows_quarantined: u64,
+    blind: u64,
+    devices: u64,
+    reasons: BTreeMap<String, u64>,
+    states: BTreeMap<String, u64>,
+    actions: BTreeMap<String, u64>,
+    cost_usd: f64,
+    cost_avoided_usd: f64,
+    truck_rolls_avoided: u64,
+}
+
+/// Money summed over buckets, rounded to cents: the sum's last bits depend on the order of the
+/// additions, the cents do not.
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn add(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+    for (k, n) in from {
+        *into.entry(k).or_default() += n;
     }
-    let raw = concat(frames, UnionArgs::default()).context("combining the inputs")?;
-    lap("read", &mut step);
+}
 
-    let annotated = sanitize::annotate(raw, config, opts.as_of_us)?
+/// The stage files being written, under temporary names, one part (bucket) at a time.
+struct Sinks {
+    files: Vec<AtomicFile>,
+    writers: Vec<Option<BatchedWriter<File>>>,
+    plan: AtomicFile,
+    plan_rows: u64,
+}
+
+impl Sinks {
+    fn create(ws: &Workspace) -> Result<Sinks> {
+        let files = [ws.clean(), ws.triage(), ws.device_state()]
+            .iter()
+            .map(|d| AtomicFile::create(d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Sinks {
+            writers: files.iter().map(|_| None).collect(),
+            files,
+            plan: AtomicFile::create(&ws.recovery_plan())?,
+            plan_rows: 0,
+        })
+    }
+
+    /// Appends one part: clean, triage and device_state rows, and the recovery plan's.
+    fn write(&mut self, parts: [&DataFrame; 3], plan: &mut DataFrame) -> Result<()> {
+        for (i, df) in parts.into_iter().enumerate() {
+            if self.writers[i].is_none() {
+                let file = self.files[i].file().try_clone()?;
+                self.writers[i] = Some(
+                    parquet::writer(file)
+                        .set_parallel(true)
+                        .batched(df.schema())?,
+                );
+            }
+            let writer = self.writers[i].as_mut().expect("created above");
+            writer
+                .write_batch(df)
+                .with_context(|| format!("writing {}", self.files[i].dest().display()))?;
+        }
+        let mut w = self.plan.file();
+        CsvWriter::new(&mut w)
+            .include_header(self.plan_rows == 0)
+            .finish(plan)
+            .with_context(|| format!("writing {}", self.plan.dest().display()))?;
+        self.plan_rows += plan.height() as u64 + 1;
+        Ok(())
+    }
+
+    /// Closes the writers; the files stay under their temporary names until committed.
+    fn finish(self) -> Result<(Vec<AtomicFile>, AtomicFile)> {
+        for (writer, file) in self.writers.into_iter().zip(&self.files) {
+            writer
+                .context("a stage file without rows or schema")?
+                .finish()
+                .with_context(|| format!("writing {}", file.dest().display()))?;
+        }
+        Ok((self.files, self.plan))
+    }
+}
+
+/// Splits the inputs into `buckets` Parquet files in `dir` by a hash of the trimmed device id,
+/// keeping run order within each. Returns the files (None for a bucket without rows).
+fn partition(
+    inputs: &[ingest::Input],
+    buckets: usize,
+    bucket_rows: usize,
+    dir: &Path,
+) -> Result<Vec<Option<PathBuf>>> {
+    let mut writers: Vec<Option<(PathBuf, BatchedWriter<File>)>> =
+        (0..buckets).map(|_| None).collect();
+    let chunk = READ_ROWS.max(bucket_rows);
+    for (i, input) in inputs.iter().enumerate() {
+        let rows = ingest::parquet_rows(input)?.unwrap_or(0);
+        for offset in (0..rows.max(1)).step_by(chunk) {
+            let mut df = ingest::read_rows(input, i, Some((offset, chunk.min(rows - offset))))?
+                .collect()
+                .with_context(|| format!("reading {}", input.path.display()))?;
+            let ids = df.column(schema::DEVICE_ID)?.str()?.clone();
+            let bucket: Vec<u32> = ids
+                .iter()
+                .map(|id| {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    id.map(str::trim).unwrap_or("").hash(&mut h);
+                    (h.finish() % buckets as u64) as u32
+                })
+                .collect();
+            df.with_column(Column::new(BUCKET.into(), bucket))?;
+            for mut part in df.partition_by_stable([BUCKET], true)? {
+                let b = part.column(BUCKET)?.u32()?.get(0).unwrap_or(0) as usize;
+                let part = part.drop_in_place(BUCKET).map(|_| part)?;
+                if writers[b].is_none() {
+                    let path = dir.join(format!("bucket-{b:05}.parquet"));
+                    let file = File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let w = parquet::writer(file).batched(part.schema())?;
+                    writers[b] = Some((path, w));
+                }
+                let (path, w) = writers[b].as_mut().expect("created above");
+                w.write_batch(&part)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    writers
+        .into_iter()
+        .map(|w| {
+            w.map(|(path, w)| {
+                w.finish()
+                    .with_context(|| format!("writing {}", path.display()))
+                    .map(|_| path)
+            })
+            .transpose()
+        })
+        .collect()
+}
+
+const BUCKET: &str = "__bucket";
+
+/// Sanitizes, triages and classifies one bucket (or the whole run) and appends it to the sinks.
+fn process(
+    raw: DataFrame,
+    config: &Config,
+    as_of_us: i64,
+    sinks: &mut Sinks,
+    totals: &mut Totals,
+) -> Result<()> {
+    let rows_in = raw.height() as u64;
+    let annotated = sanitize::annotate(raw.lazy(), config, as_of_us)?
         .collect()
         .context("sanitizing the inputs")?;
     let clean = sanitize::clean(annotated.clone().lazy()).collect()?;
@@ -196,7 +336,6 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     // Blind devices: valid ids whose every report is quarantined (their rows are P1).
     let id = sanitize::valid_device_id();
     let blind = annotated
-        .clone()
         .lazy()
         .filter(
             col(sanitize::PRIORITY)
@@ -210,8 +349,6 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         .u64()?
         .get(0)
         .unwrap_or(0);
-    drop(annotated);
-    lap("sanitize", &mut step);
 
     // The row-accounting invariant: every input row is clean or quarantined, never both; every
     // quarantined row has a problem.
@@ -241,50 +378,124 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     let device_state = classify::classify(
         classify::latest_reports(clean.clone().lazy())?,
         config,
-        opts.as_of_us,
+        as_of_us,
     )
     .collect()
     .context("classifying devices")?;
-    let plan = recovery_plan(&device_state)?;
-    lap("classify", &mut step);
+    let mut plan = recovery_plan(&device_state)?;
+    sinks.write([&clean, &triage, &device_state], &mut plan)?;
 
-    // Stage files under temporary names.
-    let mut staged = Vec::new();
-    for (df, dest) in [
-        (&clean, ws.clean()),
-        (&triage, ws.triage()),
-        (&device_state, ws.device_state()),
-    ] {
-        let file = AtomicFile::create(&dest)?;
-        let mut df = df.clone();
-        parquet::writer(file.file())
-            .set_parallel(true)
-            .finish(&mut df)
-            .with_context(|| format!("writing {}", dest.display()))?;
-        staged.push(file);
-    }
-    let plan_file = AtomicFile::create(&ws.recovery_plan())?;
-    {
-        let mut w = plan_file.file();
-        CsvWriter::new(&mut w)
-            .include_header(true)
-            .finish(&mut plan.clone())
-            .with_context(|| format!("writing {}", ws.recovery_plan().display()))?;
-    }
-    lap("write", &mut step);
-
-    let devices = device_state.height() as u64;
     let sum = |c: &str| -> Result<f64> {
         Ok(device_state
             .column(c)?
             .as_materialized_series()
             .sum::<f64>()?)
     };
-    let truck_rolls_avoided = device_state
+    totals.rows_in += rows_in;
+    totals.rows_clean += rows_clean;
+    totals.rows_quarantined += rows_quarantined;
+    totals.blind += blind;
+    totals.devices += device_state.height() as u64;
+    totals.cost_usd += sum("cost_usd")?;
+    totals.cost_avoided_usd += sum("cost_avoided_usd")?;
+    totals.truck_rolls_avoided += device_state
         .column("truck_roll_avoided")?
         .bool()?
         .sum()
         .unwrap_or(0) as u64;
+    add(&mut totals.reasons, counts(&triage, PRIMARY_REASON)?);
+    add(&mut totals.states, counts(&device_state, "state")?);
+    add(&mut totals.actions, counts(&device_state, "action")?);
+    Ok(())
+}
+
+/// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
+pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
+    let started_at_us = now_us();
+    let clock = Instant::now();
+    let mut timings = BTreeMap::new();
+    let mut lap = |name: &str, since: &mut Instant| {
+        timings.insert(name.to_string(), since.elapsed().as_secs_f64());
+        *since = Instant::now();
+    };
+    let mut step = Instant::now();
+
+    let inputs = ingest::resolve(&opts.inputs)?;
+    let (run_id, fingerprint) = fingerprints(&inputs, opts.as_of_us, config)?;
+    // Inputs of at most `bucket_rows` rows are processed in one piece. Larger ones are split
+    // by a hash of the trimmed device id into buckets of about `bucket_rows` rows, each sanitized
+    // and classified on its own: every rule that relates rows (DUPLICATE, CONFLICT, the latest
+    // report, blind devices, priority) relates rows of one device id, so one bucket holds all of
+    // them, in run order. Memory is bounded by the bucket, not the fleet.
+    let mut known_rows = 0usize;
+    let mut whole = false;
+    for input in &inputs {
+        match ingest::parquet_rows(input)? {
+            Some(n) => known_rows += n,
+            None => whole = true,
+        }
+    }
+    let bucket_rows = opts.bucket_rows.max(1);
+    let buckets = if whole {
+        1
+    } else {
+        known_rows.div_ceil(bucket_rows).max(1)
+    };
+    // The stage files are created once every input has been read: bad input leaves no trace.
+    let mut totals = Totals::default();
+    let mut sinks;
+    if buckets == 1 {
+        let mut frames: Vec<LazyFrame> = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let frame = ingest::read(input, i)?
+                .collect()
+                .with_context(|| format!("reading {}", input.path.display()))?;
+            frames.push(frame.lazy());
+        }
+        let raw = concat(frames, UnionArgs::default())
+            .context("combining the inputs")?
+            .collect()
+            .context("combining the inputs")?;
+        lap("read", &mut step);
+        sinks = Sinks::create(ws)?;
+        process(raw, config, opts.as_of_us, &mut sinks, &mut totals)?;
+    } else {
+        let dir = ws
+            .bucket_dir()
+            .context("creating a folder for the buckets")?;
+        let files = partition(&inputs, buckets, bucket_rows, dir.path())?;
+        lap("read", &mut step);
+        sinks = Sinks::create(ws)?;
+        for file in files {
+            let Some(path) = file else { continue };
+            let raw = ParquetReader::new(
+                File::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            )
+            .finish()
+            .with_context(|| format!("reading {}", path.display()))?;
+            std::fs::remove_file(&path).ok();
+            process(raw, config, opts.as_of_us, &mut sinks, &mut totals)?;
+        }
+    }
+    lap("sanitize_classify", &mut step);
+    let (staged, plan_file) = sinks.finish()?;
+    totals.cost_usd = cents(totals.cost_usd);
+    totals.cost_avoided_usd = cents(totals.cost_avoided_usd);
+    lap("write", &mut step);
+
+    let Totals {
+        rows_in,
+        rows_clean,
+        rows_quarantined,
+        blind,
+        devices,
+        reasons,
+        states,
+        actions,
+        cost_usd,
+        cost_avoided_usd,
+        truck_rolls_avoided,
+    } = totals;
     let record = RunRecord {
         run_id: run_id.clone(),
         started_at_us,
@@ -341,14 +552,14 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         rows_in,
         rows_clean,
         rows_quarantined,
-        quarantined_by_reason: counts(&triage, PRIMARY_REASON)?,
+        quarantined_by_reason: reasons,
         devices,
-        devices_by_state: counts(&device_state, "state")?,
-        devices_by_action: counts(&device_state, "action")?,
+        devices_by_state: states,
+        devices_by_action: actions,
         blind_devices: blind,
-        cost_usd: sum("cost_usd")?,
+        cost_usd,
         truck_rolls_avoided,
-        cost_avoided_usd: sum("cost_avoided_usd")?,
+        cost_avoided_usd,
         outputs,
         timings,
     })

@@ -70,6 +70,16 @@ impl Workspace {
         self.root.join("sentinel.duckdb")
     }
 
+    /// A fresh temporary folder for recover's buckets, `.buckets.<random>` in the work directory;
+    /// removed when dropped (or, after a kill, by the next writer's sweep).
+    pub fn bucket_dir(&self) -> Result<tempfile::TempDir> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating the work directory {}", self.root.display()))?;
+        Ok(tempfile::Builder::new()
+            .prefix(".buckets.")
+            .tempdir_in(&self.root)?)
+    }
+
     /// `sentinel.lock`: held by the one command that writes into the work directory.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("sentinel.lock")
@@ -129,8 +139,8 @@ impl Workspace {
         }
     }
 
-    /// Removes what a killed writer left: `.*.tmp` files in raw/ and stage/, and the staging
-    /// folders (`.<run_id>.*`, `.old.*`) in reports/.
+    /// Removes what a killed writer left: `.*.tmp` files in raw/ and stage/, recover's bucket
+    /// folders (`.buckets.*`), and the staging folders (`.<run_id>.*`, `.old.*`) in reports/.
     fn sweep(&self) {
         for dir in [self.root.join("raw"), self.root.join("stage")] {
             for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -138,6 +148,11 @@ impl Workspace {
                 if name.starts_with('.') && name.ends_with(".tmp") {
                     let _ = fs::remove_file(entry.path());
                 }
+            }
+        }
+        for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".buckets.") {
+                let _ = fs::remove_dir_all(entry.path());
             }
         }
         for entry in fs::read_dir(self.reports_root())
