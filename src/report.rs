@@ -73,7 +73,7 @@ struct Data {
 }
 
 const KPI_SQL: &str = "
-SELECT count(*) AS devices,
+SELECT count(d.run_id) AS devices,
        count(*) FILTER (WHERE d.state = 'HEALTHY') AS healthy,
        count(*) FILTER (WHERE d.failed) AS failed,
        count(*) FILTER (WHERE d.state = 'BRICKED') AS bricked,
