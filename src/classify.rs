@@ -10,7 +10,7 @@ use polars::prelude::{
 };
 
 use crate::config::Config;
-use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
+use crate::ingest::{SOURCE_FILE, SOURCE_ROW};
 use crate::schema;
 
 /// States that count as failures (silence included).
@@ -46,21 +46,27 @@ fn sentence(parts: Vec<Expr>) -> Expr {
     concat_str(parts, "", false)
 }
 
-/// The latest clean report of each device (greatest reported_at; ties to the later input file,
-/// then the greater source_row), with `reports`, the device's number of clean reports.
+/// The latest clean report of each device (greatest reported_at), with `reports`, the device's
+/// number of clean reports.
+///
+/// SPEC 5's tie rule (the later input file, then the greater source_row) cannot fire here: two
+/// clean reports never share (device_id, reported_at), because such rows are all CONFLICT when
+/// they differ and all but the first DUPLICATE when they do not. So one window over the device
+/// suffices; `recover` checks that exactly one row per device remains.
 pub fn latest_reports(clean: LazyFrame) -> PolarsResult<LazyFrame> {
     let device = [col(schema::DEVICE_ID)];
-    let order = col(SOURCE_INDEX).cast(DataType::UInt64) * lit(1u64 << 40) + col(SOURCE_ROW);
     Ok(clean
         .with_columns([
-            order.alias("__order"),
             len()
                 .over(device.clone())?
                 .cast(DataType::UInt32)
                 .alias("reports"),
+            col(schema::REPORTED_AT)
+                .max()
+                .over(device)?
+                .alias("__latest"),
         ])
-        .filter(col(schema::REPORTED_AT).eq(col(schema::REPORTED_AT).max().over(device.clone())?))
-        .filter(col("__order").eq(col("__order").max().over(device)?)))
+        .filter(col(schema::REPORTED_AT).eq(col("__latest"))))
 }
 
 /// Adds `stale`, `state`, `failed`, `action`, `cost_usd`, `truck_roll_avoided`,
@@ -186,14 +192,14 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .when(silent_after_download)
         .then(sentence(vec![
             lit("no heartbeat since "),
-            text(col(schema::LAST_HEARTBEAT_AT)),
+            col("__heartbeat_text"),
             lit(" after a full download while "),
             status.clone(),
         ]))
         .when(col("stale"))
         .then(sentence(vec![
             lit("no heartbeat since "),
-            text(col(schema::LAST_HEARTBEAT_AT)),
+            col("__heartbeat_text"),
             lit(format!(
                 " (timeout {} h), download_pct=",
                 t.heartbeat_timeout_hours
@@ -226,7 +232,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .then(sentence(vec![
             status.clone(),
             lit(" since "),
-            text(col(schema::UPDATE_STARTED_AT)),
+            col("__started_text"),
             lit(format!(" (over {} h)", t.campaign_timeout_hours)),
         ]))
         .when(succeeded)
@@ -234,7 +240,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .otherwise(sentence(vec![
             status,
             lit(" since "),
-            text(col(schema::UPDATE_STARTED_AT)),
+            col("__started_text"),
         ]));
     let a = col("action");
     let retry_text = sentence(vec![lit("retry_count="), text(retries.clone())]);
@@ -287,18 +293,26 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .when(a.clone().eq(lit("FIELD_SERVICE")))
         .then(lit("image fully downloaded, device silent"))
         .otherwise(lit(NULL).cast(DataType::String));
-    let rationale = when(action_why.clone().is_null())
-        .then(sentence(vec![state_why.clone(), lit(" -> "), a.clone()]))
+    // Both halves are materialized once: without common-subexpression elimination, each clone
+    // of these long when/then chains would be evaluated again over every device.
+    let (why_state, why_action) = (col("__why_state"), col("__why_action"));
+    let rationale = when(why_action.clone().is_null())
+        .then(sentence(vec![why_state.clone(), lit(" -> "), a.clone()]))
         .otherwise(sentence(vec![
-            state_why,
+            why_state,
             lit(" -> "),
             a.clone(),
             lit(": "),
-            action_why,
+            why_action,
         ]));
 
     latest
-        .with_columns([stale.alias("stale")])
+        .with_columns([
+            stale.alias("stale"),
+            // Timestamps as text once: several rationale sentences quote them.
+            text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
+            text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
+        ])
         .with_columns([state.alias("state")])
         .with_columns([
             one_of(col("state"), &FAILED_STATES).alias("failed"),
@@ -307,6 +321,10 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .with_columns([
             cost.alias("cost_usd"),
             one_of(col("action"), &REMOTE_ACTIONS).alias("truck_roll_avoided"),
+        ])
+        .with_columns([
+            state_why.alias("__why_state"),
+            action_why.alias("__why_action"),
         ])
         .with_columns([
             when(col("truck_roll_avoided"))

@@ -188,6 +188,8 @@ struct Totals {
     cost_usd: f64,
     cost_avoided_usd: f64,
     truck_rolls_avoided: u64,
+    /// Seconds spent per step, summed over buckets.
+    seconds: BTreeMap<&'static str, f64>,
 }
 
 /// Money summed over buckets, rounded to cents: the sum's last bits depend on the order of the
@@ -328,6 +330,11 @@ fn process(
     totals: &mut Totals,
 ) -> Result<()> {
     let rows_in = raw.height() as u64;
+    let mut clock = Instant::now();
+    let mut lap = |step: &'static str, totals: &mut Totals| {
+        *totals.seconds.entry(step).or_default() += clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+    };
     let annotated = sanitize::annotate(raw.lazy(), config, as_of_us)?
         .collect()
         .context("sanitizing the inputs")?;
@@ -375,6 +382,7 @@ fn process(
         "row accounting failed: {empty_problems} quarantined rows without a problem"
     );
 
+    lap("sanitize", totals);
     let device_state = classify::classify(
         classify::latest_reports(clean.clone().lazy())?,
         config,
@@ -382,8 +390,16 @@ fn process(
     )
     .collect()
     .context("classifying devices")?;
+    let ids = device_state.column(schema::DEVICE_ID)?.n_unique()?;
+    ensure!(
+        ids == device_state.height(),
+        "device accounting failed: {} device rows for {ids} devices",
+        device_state.height()
+    );
     let mut plan = recovery_plan(&device_state)?;
+    lap("classify", totals);
     sinks.write([&clean, &triage, &device_state], &mut plan)?;
+    lap("write", totals);
 
     let sum = |c: &str| -> Result<f64> {
         Ok(device_state
@@ -477,12 +493,13 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             process(raw, config, opts.as_of_us, &mut sinks, &mut totals)?;
         }
     }
-    lap("sanitize_classify", &mut step);
+    step = Instant::now();
     let (staged, plan_file) = sinks.finish()?;
     totals.cost_usd = cents(totals.cost_usd);
     totals.cost_avoided_usd = cents(totals.cost_avoided_usd);
-    lap("write", &mut step);
+    lap("finish", &mut step);
 
+    let bucket_seconds = std::mem::take(&mut totals.seconds);
     let Totals {
         rows_in,
         rows_clean,
@@ -495,6 +512,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         cost_usd,
         cost_avoided_usd,
         truck_rolls_avoided,
+        ..
     } = totals;
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -541,6 +559,9 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         file.commit()?;
     }
     outputs.insert("database".into(), ws.database().display().to_string());
+    for (name, seconds) in bucket_seconds {
+        timings.insert(name.to_string(), seconds);
+    }
     timings.insert("total".into(), clock.elapsed().as_secs_f64());
     Ok(RecoverSummary {
         run_id,
