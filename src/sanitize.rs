@@ -76,9 +76,14 @@ fn normalized(name: &str) -> Expr {
         .otherwise(t)
 }
 
+/// The lower-cased normalized text of a vocabulary column, materialized once (`number_layer`).
+fn lc(name: &str) -> String {
+    format!("__lc_{name}")
+}
+
 /// Maps case-insensitively onto `vocabulary` (stored in its spelling); null when not in it.
-fn vocabulary_value(text: Expr, vocabulary: &[String]) -> Expr {
-    let lower = text.str().to_lowercase();
+/// `lower` is the lower-cased text.
+fn vocabulary_value(lower: Expr, vocabulary: &[String]) -> Expr {
     first_match(
         vocabulary
             .iter()
@@ -153,7 +158,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
     };
     match (c.name, c.kind) {
         (schema::DEVICE_ID | schema::GATEWAY_ID, _) => {
-            let ok = matches(t.clone(), schema::ID_PATTERN);
+            let ok = col(ok(c.name));
             let value = when(ok.clone())
                 .then(t.clone())
                 .otherwise(lit(NULL).cast(DataType::String));
@@ -172,8 +177,9 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
                 schema::OTA_STATUS => schema::OTA_STATUSES.iter().map(|s| s.to_string()).collect(),
                 _ => schema::ERROR_CODES.iter().map(|s| s.to_string()).collect(),
             };
-            let value = vocabulary_value(t.clone(), &vocabulary);
-            let unknown = t.is_not_null().and(value.clone().is_null());
+            let value = vocabulary_value(col(lc(c.name)), &vocabulary);
+            // The value is materialized before the reasons are computed (see `annotate`).
+            let unknown = t.is_not_null().and(col(v(c.name)).is_null());
             (
                 value,
                 reason(vec![
@@ -183,7 +189,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             )
         }
         (schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED, _) => {
-            let ok = matches(t.clone(), VERSION);
+            let ok = col(ok(c.name));
             let value = when(ok.clone())
                 .then(t.clone().str().replace(lit("^[vV]"), lit(""), false))
                 .otherwise(lit(NULL).cast(DataType::String));
@@ -301,7 +307,18 @@ fn number_layer(c: &schema::Column) -> Vec<Expr> {
             let x = t.str().strip_prefix(lit("+")).cast(DataType::Int64);
             vec![is_int.alias(ok(c.name)), x.alias(xv(c.name))]
         }
-        _ => Vec::new(),
+        // Id and version formats: the regex runs once, its verdict is read twice.
+        Kind::Text => match c.name {
+            schema::DEVICE_ID | schema::GATEWAY_ID => {
+                vec![matches(t, schema::ID_PATTERN).alias(ok(c.name))]
+            }
+            schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
+                vec![matches(t, VERSION).alias(ok(c.name))]
+            }
+            // Vocabulary columns: lower-cased once, compared with every word.
+            _ => vec![t.str().to_lowercase().alias(lc(c.name))],
+        },
+        Kind::Timestamp => Vec::new(),
     }
 }
 
@@ -426,14 +443,16 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
         config,
         as_of_us,
     );
+    // Values first, reasons after: a reason may read its column's materialized value.
     let mut values = Vec::new();
+    let mut reasons = Vec::new();
     for c in schema::COLUMNS
         .iter()
         .filter(|c| c.name != schema::UPDATE_STARTED_AT)
     {
         let (value, reason) = column_exprs(c, config, as_of_us);
         values.push(value.alias(v(c.name)));
-        values.push(reason.alias(r(c.name)));
+        reasons.push(reason.alias(r(c.name)));
     }
 
     let signal_drop = schema::COLUMNS
@@ -493,6 +512,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             started_reason.alias(r(schema::UPDATE_STARTED_AT)),
         ])
         .with_columns(values)
+        .with_columns(reasons)
         .with_columns([
             flag(signal_drop).alias("__signal_drop"),
             inconsistent.alias("__inconsistent"),
