@@ -68,9 +68,14 @@ fn matches(e: Expr, pattern: &str) -> Expr {
     flag(e.str().contains(lit(pattern), true))
 }
 
-/// A text column trimmed (Unicode White_Space, as `str::trim`), with empty text as null.
+/// A text column trimmed (Unicode White_Space, as `str::trim`); `normalized` reads it.
+fn trimmed(name: &str) -> Expr {
+    col(name).str().strip_chars(lit(NULL)).alias(n(name))
+}
+
+/// The trimmed text (already in `__n_*`) with empty text as null.
 fn normalized(name: &str) -> Expr {
-    let t = col(name).str().strip_chars(lit(NULL));
+    let t = col(n(name));
     when(t.clone().eq(lit("")))
         .then(lit(NULL).cast(DataType::String))
         .otherwise(t)
@@ -504,6 +509,12 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     let parts: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_parts(c)).collect();
     let stamps: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_value(c)).collect();
     Ok(raw
+        .with_columns(
+            schema::COLUMNS
+                .iter()
+                .map(|c| trimmed(c.name))
+                .collect::<Vec<_>>(),
+        )
         .with_columns(normalized_cols)
         .with_columns(numbers.into_iter().chain(parts).collect::<Vec<_>>())
         .with_columns(stamps)
