@@ -66,10 +66,11 @@ struct Data {
     gateways: Table,
     matrix: Table,
     roi: Table,
-    triage: Table,
     sample: Table,
     by_state: BTreeMap<String, u64>,
     by_action: BTreeMap<String, u64>,
+    /// Quarantined rows by primary reason (reasons with rows only).
+    by_reason: BTreeMap<String, u64>,
 }
 
 const KPI_SQL: &str = "
@@ -182,11 +183,10 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
 /// Writes one file of the report into the staging folder and flushes it.
 fn write(dir: &Path, name: &str, bytes: &[u8], files: &mut Vec<String>) -> Result<()> {
     let path = dir.join(name);
-    let file = fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    let mut file = std::io::BufWriter::new(file);
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::write_all(&mut file, bytes)
-        .and_then(|()| file.into_inner().map_err(|e| e.into_error()))
-        .and_then(|f| f.sync_all())
+        .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     files.push(name.to_string());
     Ok(())
@@ -270,6 +270,13 @@ fn read(session: &Session) -> Result<Data> {
             .map(|r| (r[0].text(), r[1].as_f64().unwrap_or(0.0) as u64))
             .collect())
     };
+    let triage = builtin("triage_summary")?;
+    let mut by_reason = BTreeMap::new();
+    for row in &triage.rows {
+        *by_reason
+            .entry(txt(&triage, row, "primary_reason")?)
+            .or_default() += num(&triage, row, "rows")? as u64;
+    }
     Ok(Data {
         run: session.run.clone(),
         inputs,
@@ -280,10 +287,10 @@ fn read(session: &Session) -> Result<Data> {
         gateways: builtin("gateway_hotspots")?,
         matrix: builtin("state_matrix")?,
         roi: builtin("recovery_roi")?,
-        triage: builtin("triage_summary")?,
         sample: session.query("triage sample", SAMPLE_SQL)?,
         by_state: counts("state")?,
         by_action: counts("action")?,
+        by_reason,
     })
 }
 
@@ -378,15 +385,9 @@ fn charts_of(data: &Data) -> Result<Vec<Chart>> {
         }
         roi[i].cost_avoided_usd += num(&data.roi, row, "cost_avoided_usd")?;
     }
-    let mut reasons: BTreeMap<String, u64> = REASONS.iter().map(|r| (r.to_string(), 0)).collect();
-    for row in &data.triage.rows {
-        *reasons
-            .entry(txt(&data.triage, row, "primary_reason")?)
-            .or_default() += num(&data.triage, row, "rows")? as u64;
-    }
     let reasons: Vec<(String, u64)> = REASONS
         .iter()
-        .map(|r| (r.to_string(), reasons[*r]))
+        .map(|r| (r.to_string(), data.by_reason.get(*r).copied().unwrap_or(0)))
         .collect();
     Ok(vec![
         Chart::FailureHeatmap(Heatmap {
@@ -447,14 +448,6 @@ fn json_rows(t: &Table, rows: &[Vec<Cell>]) -> Value {
 }
 
 fn summary(data: &Data, files: &[String]) -> Value {
-    let reasons: BTreeMap<String, u64> = {
-        let mut m = BTreeMap::new();
-        for row in &data.triage.rows {
-            let reason = row[0].text();
-            *m.entry(reason).or_default() += row[2].as_f64().unwrap_or(0.0) as u64;
-        }
-        m
-    };
     let halted: Vec<String> = decisions(&data.gate)
         .unwrap_or_default()
         .into_iter()
@@ -476,7 +469,7 @@ fn summary(data: &Data, files: &[String]) -> Value {
         "counts": {
             "devices_by_state": data.by_state,
             "devices_by_action": data.by_action,
-            "quarantined_by_reason": reasons,
+            "quarantined_by_reason": data.by_reason,
         },
         "files": files,
     })
