@@ -265,8 +265,10 @@ impl Sinks {
 
 /// Splits the inputs into `buckets` Parquet files in `dir` by a hash of the trimmed device id,
 /// keeping run order within each. Returns the files (None for a bucket without rows).
+/// `rows` holds each input's row count, from its Parquet footer.
 fn partition(
     inputs: &[ingest::Input],
+    rows: &[usize],
     buckets: usize,
     bucket_rows: usize,
     dir: &Path,
@@ -274,8 +276,7 @@ fn partition(
     let mut writers: Vec<Option<(PathBuf, BatchedWriter<File>)>> =
         (0..buckets).map(|_| None).collect();
     let chunk = READ_ROWS.max(bucket_rows);
-    for (i, input) in inputs.iter().enumerate() {
-        let rows = ingest::parquet_rows(input)?.unwrap_or(0);
+    for (i, (input, &rows)) in inputs.iter().zip(rows).enumerate() {
         for offset in (0..rows.max(1)).step_by(chunk) {
             let mut df = ingest::read_rows(input, i, Some((offset, chunk.min(rows - offset))))?
                 .collect()
@@ -443,20 +444,15 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     // and classified on its own: every rule that relates rows (DUPLICATE, CONFLICT, the latest
     // report, blind devices, priority) relates rows of one device id, so one bucket holds all of
     // them, in run order. Memory is bounded by the bucket, not the fleet.
-    let mut known_rows = 0usize;
-    let mut whole = false;
-    for input in &inputs {
-        match ingest::parquet_rows(input)? {
-            Some(n) => known_rows += n,
-            None => whole = true,
-        }
-    }
+    // Row counts from the Parquet footers; None for CSV and NDJSON, which are read whole.
+    let counts = inputs
+        .iter()
+        .map(ingest::parquet_rows)
+        .collect::<Result<Option<Vec<usize>>>>()?;
     let bucket_rows = opts.bucket_rows.max(1);
-    let buckets = if whole {
-        1
-    } else {
-        known_rows.div_ceil(bucket_rows).max(1)
-    };
+    let buckets = counts
+        .as_ref()
+        .map_or(1, |c| c.iter().sum::<usize>().div_ceil(bucket_rows).max(1));
     // The stage files are created once every input has been read: bad input leaves no trace.
     let mut totals = Totals::default();
     let mut sinks;
@@ -479,7 +475,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         let dir = ws
             .bucket_dir()
             .context("creating a folder for the buckets")?;
-        let files = partition(&inputs, buckets, bucket_rows, dir.path())?;
+        let rows = counts.as_deref().unwrap_or_default();
+        let files = partition(&inputs, rows, buckets, bucket_rows, dir.path())?;
         lap("read", &mut step);
         sinks = Sinks::create(ws)?;
         for file in files {
