@@ -81,7 +81,7 @@ fn normalized(name: &str) -> Expr {
         .otherwise(t)
 }
 
-/// The lower-cased normalized text of a vocabulary column, materialized once (`number_layer`).
+/// The lower-cased normalized text of a vocabulary column, materialized once (`format_layer`).
 fn lc(name: &str) -> String {
     format!("__lc_{name}")
 }
@@ -288,10 +288,11 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
     }
 }
 
-/// Parsed numbers of a numeric column (`__x_*`) and whether its text has the number's format
-/// (`__ok_*`). Materialized as columns once, because the checks that follow read them many times
-/// (polars is built without common-subexpression elimination here).
-fn number_layer(c: &schema::Column) -> Vec<Expr> {
+/// Per-column format work: parsed numbers (`__x_*`), whether the text has the column's format
+/// (`__ok_*`: numbers, ids, versions) and the lower-cased text of vocabulary columns (`__lc_*`).
+/// Materialized as columns once, because the checks that follow read them many times (polars is
+/// built without common-subexpression elimination here).
+fn format_layer(c: &schema::Column) -> Vec<Expr> {
     let t = col(n(c.name));
     match c.kind {
         Kind::Float => {
@@ -500,7 +501,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     .then(lit("P1"))
     .otherwise(lit("P2"));
 
-    let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(number_layer).collect();
+    let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(format_layer).collect();
     let timestamps: Vec<&str> = schema::COLUMNS
         .iter()
         .filter(|c| c.kind == Kind::Timestamp)
