@@ -167,8 +167,9 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .collect()?)
 }
 
-/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise: about 1.3 GB of working
-/// memory per bucket.
+/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. A bucket takes about
+/// 1 GB of working memory, and `--threads` buckets are computed at once (2.7 GB peak at 11.4M
+/// rows on two threads).
 pub const BUCKET_ROWS: usize = 500_000;
 
 /// Rows read from a Parquet input at a time while splitting it into buckets.
@@ -266,19 +267,48 @@ impl Sinks {
 /// Splits the inputs into `buckets` Parquet files in `dir` by a hash of the trimmed device id,
 /// keeping run order within each. Returns the files (None for a bucket without rows).
 /// `rows` holds each input's row count, from its Parquet footer.
+///
+/// Worker threads read and split slices of the inputs; the calling thread appends the pieces to
+/// the bucket files in slice order, so each bucket holds its rows in run order.
 fn partition(
     inputs: &[ingest::Input],
     rows: &[usize],
     buckets: usize,
-    bucket_rows: usize,
     dir: &Path,
 ) -> Result<Vec<Option<PathBuf>>> {
-    let mut writers: Vec<Option<(PathBuf, BatchedWriter<File>)>> =
-        (0..buckets).map(|_| None).collect();
-    let chunk = READ_ROWS.max(bucket_rows);
-    for (i, (input, &rows)) in inputs.iter().zip(rows).enumerate() {
-        for offset in (0..rows.max(1)).step_by(chunk) {
-            let mut df = ingest::read_rows(input, i, Some((offset, chunk.min(rows - offset))))?
+    let slices: Vec<(usize, usize, usize)> = inputs
+        .iter()
+        .zip(rows)
+        .enumerate()
+        .flat_map(|(i, (_, &rows))| {
+            (0..rows.max(1))
+                .step_by(READ_ROWS)
+                .map(move |offset| (i, offset, READ_ROWS.min(rows - offset)))
+        })
+        .collect();
+    // Every input is read as the same all-text columns, so one schema serves every bucket file;
+    // the writers exist from the start so that workers can encode row groups for them.
+    let first = &inputs[0];
+    let schema = ingest::read_rows(first, 0, Some((0, 0)))?
+        .collect()
+        .with_context(|| format!("reading {}", first.path.display()))?
+        .schema()
+        .clone();
+    let writers = (0..buckets)
+        .map(|b| {
+            let path = dir.join(format!("bucket-{b:05}.parquet"));
+            let file =
+                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            Ok((path, parquet::writer(file).batched(&schema)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut filled = vec![false; buckets];
+    parallel::ordered(
+        slices.len() as u64,
+        |n| {
+            let (i, offset, len) = slices[n as usize];
+            let input = &inputs[i];
+            let mut df = ingest::read_rows(input, i, Some((offset, len)))?
                 .collect()
                 .with_context(|| format!("reading {}", input.path.display()))?;
             let ids = df.column(schema::DEVICE_ID)?.str()?.clone();
@@ -291,49 +321,66 @@ fn partition(
                 })
                 .collect();
             df.with_column(Column::new(BUCKET.into(), bucket))?;
-            for mut part in df.partition_by_stable([BUCKET], true)? {
-                let b = part.column(BUCKET)?.u32()?.get(0).unwrap_or(0) as usize;
-                let part = part.drop_in_place(BUCKET).map(|_| part)?;
-                if writers[b].is_none() {
-                    let path = dir.join(format!("bucket-{b:05}.parquet"));
-                    let file = File::create(&path)
-                        .with_context(|| format!("creating {}", path.display()))?;
-                    let w = parquet::writer(file).batched(part.schema())?;
-                    writers[b] = Some((path, w));
-                }
-                let (path, w) = writers[b].as_mut().expect("created above");
-                w.write_batch(&part)
+            df.partition_by_stable([BUCKET], true)?
+                .into_iter()
+                .map(|mut part| {
+                    let b = part.column(BUCKET)?.u32()?.get(0).unwrap_or(0) as usize;
+                    part.drop_in_place(BUCKET)?;
+                    let (path, w) = &writers[b];
+                    let encoded = parquet::encode(w, &part)
+                        .with_context(|| format!("encoding {}", path.display()))?;
+                    Ok((b, encoded))
+                })
+                .collect::<Result<Vec<_>>>()
+        },
+        |_, parts| {
+            for (b, encoded) in parts {
+                let (path, w) = &writers[b];
+                filled[b] |= encoded.rows > 0;
+                parquet::write(w, encoded)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     writers
         .into_iter()
-        .map(|w| {
-            w.map(|(path, w)| {
-                w.finish()
-                    .with_context(|| format!("writing {}", path.display()))
-                    .map(|_| path)
-            })
-            .transpose()
+        .zip(filled)
+        .map(|((path, w), filled)| {
+            w.finish()
+                .with_context(|| format!("writing {}", path.display()))?;
+            if filled {
+                Ok(Some(path))
+            } else {
+                std::fs::remove_file(&path).ok();
+                Ok(None)
+            }
         })
         .collect()
 }
 
 const BUCKET: &str = "__bucket";
 
-/// Sanitizes, triages and classifies one bucket (or the whole run) and appends it to the sinks.
-fn process(
-    raw: DataFrame,
-    config: &Config,
-    as_of_us: i64,
-    sinks: &mut Sinks,
-    totals: &mut Totals,
-) -> Result<()> {
+/// One bucket's results (or the whole run's), ready to be appended to the stage files.
+struct Part {
+    clean: DataFrame,
+    triage: DataFrame,
+    device_state: DataFrame,
+    plan: DataFrame,
+    rows_in: u64,
+    blind: u64,
+    /// Seconds per step.
+    seconds: Vec<(&'static str, f64)>,
+}
+
+/// Sanitizes, triages and classifies one bucket (or the whole run). Pure: several buckets may be
+/// computed at once on different threads.
+fn compute(raw: DataFrame, config: &Config, as_of_us: i64) -> Result<Part> {
     let rows_in = raw.height() as u64;
+    let mut seconds = Vec::with_capacity(2);
     let mut clock = Instant::now();
-    let mut lap = |step: &'static str, totals: &mut Totals| {
-        *totals.seconds.entry(step).or_default() += clock.elapsed().as_secs_f64();
+    let mut lap = |step: &'static str| {
+        seconds.push((step, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
     let annotated = sanitize::annotate(raw.lazy(), config, as_of_us)?
@@ -383,7 +430,7 @@ fn process(
         "row accounting failed: {empty_problems} quarantined rows without a problem"
     );
 
-    lap("sanitize", totals);
+    lap("sanitize");
     let device_state = classify::classify(
         classify::latest_reports(clean.clone().lazy())?,
         config,
@@ -397,33 +444,56 @@ fn process(
         "device accounting failed: {} device rows for {ids} devices",
         device_state.height()
     );
-    let mut plan = recovery_plan(&device_state)?;
-    lap("classify", totals);
-    sinks.write([&clean, &triage, &device_state], &mut plan)?;
-    lap("write", totals);
+    let plan = recovery_plan(&device_state)?;
+    lap("classify");
+    Ok(Part {
+        clean,
+        triage,
+        device_state,
+        plan,
+        rows_in,
+        blind,
+        seconds,
+    })
+}
 
-    let sum = |c: &str| -> Result<f64> {
-        Ok(device_state
-            .column(c)?
-            .as_materialized_series()
-            .sum::<f64>()?)
-    };
-    totals.rows_in += rows_in;
-    totals.rows_clean += rows_clean;
-    totals.rows_quarantined += rows_quarantined;
-    totals.blind += blind;
-    totals.devices += device_state.height() as u64;
-    totals.cost_usd += sum("cost_usd")?;
-    totals.cost_avoided_usd += sum("cost_avoided_usd")?;
-    totals.truck_rolls_avoided += device_state
-        .column("truck_roll_avoided")?
-        .bool()?
-        .sum()
-        .unwrap_or(0) as u64;
-    add(&mut totals.reasons, counts(&triage, PRIMARY_REASON)?);
-    add(&mut totals.states, counts(&device_state, "state")?);
-    add(&mut totals.actions, counts(&device_state, "action")?);
-    Ok(())
+impl Totals {
+    /// Appends a computed part to the sinks and adds its counts; parts arrive in bucket order, so
+    /// the files and the sums do not depend on which thread computed what.
+    fn absorb(&mut self, mut part: Part, sinks: &mut Sinks) -> Result<()> {
+        let clock = Instant::now();
+        sinks.write(
+            [&part.clean, &part.triage, &part.device_state],
+            &mut part.plan,
+        )?;
+        part.seconds.push(("write", clock.elapsed().as_secs_f64()));
+        let device_state = &part.device_state;
+        let sum = |c: &str| -> Result<f64> {
+            Ok(device_state
+                .column(c)?
+                .as_materialized_series()
+                .sum::<f64>()?)
+        };
+        self.rows_in += part.rows_in;
+        self.rows_clean += part.clean.height() as u64;
+        self.rows_quarantined += part.triage.height() as u64;
+        self.blind += part.blind;
+        self.devices += device_state.height() as u64;
+        self.cost_usd += sum("cost_usd")?;
+        self.cost_avoided_usd += sum("cost_avoided_usd")?;
+        self.truck_rolls_avoided += device_state
+            .column("truck_roll_avoided")?
+            .bool()?
+            .sum()
+            .unwrap_or(0) as u64;
+        add(&mut self.reasons, counts(&part.triage, PRIMARY_REASON)?);
+        add(&mut self.states, counts(device_state, "state")?);
+        add(&mut self.actions, counts(device_state, "action")?);
+        for (step, seconds) in part.seconds {
+            *self.seconds.entry(step).or_default() += seconds;
+        }
+        Ok(())
+    }
 }
 
 /// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
@@ -469,26 +539,36 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .collect()
             .context("combining the inputs")?;
         lap("read", &mut step);
+        let part = compute(raw, config, opts.as_of_us)?;
         sinks = Sinks::create(ws)?;
-        process(raw, config, opts.as_of_us, &mut sinks, &mut totals)?;
+        totals.absorb(part, &mut sinks)?;
     } else {
         let dir = ws
             .bucket_dir()
             .context("creating a folder for the buckets")?;
         let rows = counts.as_deref().unwrap_or_default();
-        let files = partition(&inputs, rows, buckets, bucket_rows, dir.path())?;
+        let files: Vec<PathBuf> = partition(&inputs, rows, buckets, dir.path())?
+            .into_iter()
+            .flatten()
+            .collect();
         lap("read", &mut step);
         sinks = Sinks::create(ws)?;
-        for file in files {
-            let Some(path) = file else { continue };
-            let raw = ParquetReader::new(
-                File::open(&path).with_context(|| format!("opening {}", path.display()))?,
-            )
-            .finish()
-            .with_context(|| format!("reading {}", path.display()))?;
-            std::fs::remove_file(&path).ok();
-            process(raw, config, opts.as_of_us, &mut sinks, &mut totals)?;
-        }
+        // Buckets are computed on worker threads, several at once (polars runs much of a
+        // bucket's plan on one core), and appended in bucket order on this one.
+        parallel::ordered(
+            files.len() as u64,
+            |i| {
+                let path = &files[i as usize];
+                let raw = ParquetReader::new(
+                    File::open(path).with_context(|| format!("opening {}", path.display()))?,
+                )
+                .finish()
+                .with_context(|| format!("reading {}", path.display()))?;
+                std::fs::remove_file(path).ok();
+                compute(raw, config, opts.as_of_us)
+            },
+            |_, part| totals.absorb(part, &mut sinks),
+        )?;
     }
     step = Instant::now();
     let (staged, plan_file) = sinks.finish()?;
