@@ -31,7 +31,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Worker threads for generation, Parquet encoding and queries. Default: one per core.
+    /// Worker threads for generation, chaos, recover's buckets, Parquet encoding and queries.
+    /// Default: one per core.
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 

@@ -167,10 +167,10 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .collect()?)
 }
 
-/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. A bucket takes about
-/// 1 GB of working memory, and `--threads` buckets are computed at once (2.7 GB peak at 11.4M
-/// rows on two threads).
-pub const BUCKET_ROWS: usize = 500_000;
+/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. A bucket of 500,000 rows
+/// took about 1 GB of working memory, and `--threads` buckets are computed at once: at 11.4M rows
+/// on two threads 500,000-row buckets peaked at 2.5-3.0 GB, too close to the 3 GiB budget.
+pub const BUCKET_ROWS: usize = 400_000;
 
 /// Rows read from a Parquet input at a time while splitting it into buckets.
 const READ_ROWS: usize = 1 << 20;
