@@ -265,7 +265,7 @@ impl Sinks {
 }
 
 /// Splits the inputs into `buckets` Parquet files in `dir` by a hash of the trimmed device id,
-/// keeping run order within each. Returns the files (None for a bucket without rows).
+/// keeping run order within each. Returns the files of the buckets that received rows.
 /// `rows` holds each input's row count, from its Parquet footer.
 ///
 /// Worker threads read and split slices of the inputs; the calling thread appends the pieces to
@@ -275,7 +275,7 @@ fn partition(
     rows: &[usize],
     buckets: usize,
     dir: &Path,
-) -> Result<Vec<Option<PathBuf>>> {
+) -> Result<Vec<PathBuf>> {
     let slices: Vec<(usize, usize, usize)> = inputs
         .iter()
         .zip(rows)
@@ -343,20 +343,17 @@ fn partition(
             Ok(())
         },
     )?;
-    writers
-        .into_iter()
-        .zip(filled)
-        .map(|((path, w), filled)| {
-            w.finish()
-                .with_context(|| format!("writing {}", path.display()))?;
-            if filled {
-                Ok(Some(path))
-            } else {
-                std::fs::remove_file(&path).ok();
-                Ok(None)
-            }
-        })
-        .collect()
+    let mut files = Vec::with_capacity(buckets);
+    for ((path, w), filled) in writers.into_iter().zip(filled) {
+        w.finish()
+            .with_context(|| format!("writing {}", path.display()))?;
+        if filled {
+            files.push(path);
+        } else {
+            std::fs::remove_file(&path).ok();
+        }
+    }
+    Ok(files)
 }
 
 const BUCKET: &str = "__bucket";
@@ -547,10 +544,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .bucket_dir()
             .context("creating a folder for the buckets")?;
         let rows = counts.as_deref().unwrap_or_default();
-        let files: Vec<PathBuf> = partition(&inputs, rows, buckets, dir.path())?
-            .into_iter()
-            .flatten()
-            .collect();
+        let files = partition(&inputs, rows, buckets, dir.path())?;
         lap("read", &mut step);
         sinks = Sinks::create(ws)?;
         // Buckets are computed on worker threads, several at once (polars runs much of a
