@@ -47,14 +47,7 @@ fn number(row: &BTreeMap<String, Value>, key: &str) -> f64 {
 fn recovered_fleet(devices: u64) -> Workdir {
     let w = Workdir::new();
     let raw = w.generate(devices, 42);
-    w.ok(&[
-        "--quiet",
-        "recover",
-        "--input",
-        raw.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
+    w.recover(&raw);
     w
 }
 

@@ -353,14 +353,7 @@ fn report_bad_input_is_a_clear_error_and_writes_nothing() {
     assert!(!w.path("out/reports").exists());
 
     let raw = w.generate(1500, 3);
-    w.ok(&[
-        "--quiet",
-        "recover",
-        "--input",
-        raw.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
+    w.recover(&raw);
     let err = w.fails(&["report", "--run-id", "feedfacefeedface"], 1);
     assert!(
         err.contains("feedfacefeedface") && err.contains("does not exist"),

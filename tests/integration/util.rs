@@ -56,6 +56,18 @@ impl Workdir {
         stderr
     }
 
+    /// Recovers `input` at [`AS_OF`] with the built-in configuration.
+    pub fn recover(&self, input: &Path) {
+        self.ok(&[
+            "--quiet",
+            "recover",
+            "--input",
+            input.to_str().unwrap(),
+            "--as-of",
+            AS_OF,
+        ]);
+    }
+
     /// Generates a fleet of `devices` with `seed` at [`AS_OF`] into out/raw/telemetry.parquet.
     pub fn generate(&self, devices: u64, seed: u64) -> PathBuf {
         self.ok(&[
