@@ -12,6 +12,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::schema::fold;
+
 /// The validated, effective configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -194,11 +196,10 @@ impl Config {
         toml::to_string_pretty(self).expect("a Config always serializes")
     }
 
-    /// The configured spelling of `name` among the regions, compared case-insensitively.
+    /// The configured spelling of `name` among the regions, compared caselessly.
     pub fn region_index(&self, name: &str) -> Option<usize> {
-        self.regions
-            .iter()
-            .position(|r| r.eq_ignore_ascii_case(name))
+        let name = fold(name);
+        self.regions.iter().position(|r| fold(r) == name)
     }
 
     fn validate(&self) -> Result<()> {
@@ -209,8 +210,8 @@ impl Config {
             if r.trim() != r || r.is_empty() {
                 bail!("key `regions`: {r:?} is empty or has surrounding whitespace");
             }
-            if self.regions[..i].iter().any(|o| o.eq_ignore_ascii_case(r)) {
-                bail!("key `regions`: {r:?} is listed twice (regions compare case-insensitively)");
+            if self.regions[..i].iter().any(|o| fold(o) == fold(r)) {
+                bail!("key `regions`: {r:?} is listed twice (regions compare caselessly)");
             }
         }
         if self.models.is_empty() {
@@ -221,8 +222,8 @@ impl Config {
             if m.trim() != m.as_str() || m.is_empty() {
                 bail!("key `models`: {m:?} is empty or has surrounding whitespace");
             }
-            if names[..i].iter().any(|o| o.eq_ignore_ascii_case(m)) {
-                bail!("key `models`: {m:?} is listed twice (models compare case-insensitively)");
+            if names[..i].iter().any(|o| fold(o) == fold(m)) {
+                bail!("key `models`: {m:?} is listed twice (models compare caselessly)");
             }
         }
         let t = &self.thresholds;

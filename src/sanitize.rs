@@ -13,7 +13,8 @@
 //! tells a type mismatch from an out-of-range number.
 
 use polars::prelude::{
-    DataType, Expr, LazyFrame, NULL, PolarsResult, TimeUnit, as_struct, col, concat_str, lit, when,
+    ChunkApply, DataType, Expr, Field, IntoColumn, LazyFrame, NULL, PolarsResult, TimeUnit,
+    as_struct, col, concat_str, lit, when,
 };
 
 use crate::config::Config;
@@ -81,20 +82,31 @@ fn normalized(name: &str) -> Expr {
         .otherwise(t)
 }
 
-/// The lower-cased normalized text of a vocabulary column, materialized once (`format_layer`).
+/// The case-folded normalized text of a vocabulary column, materialized once (`format_layer`).
 fn lc(name: &str) -> String {
     format!("__lc_{name}")
 }
 
-/// Maps case-insensitively onto `vocabulary` (stored in its spelling); null when not in it.
-/// `lower` is the lower-cased text.
-fn vocabulary_value(lower: Expr, vocabulary: &[String]) -> Expr {
+/// A text column in its caseless form ([`schema::fold`]: Unicode full case folding).
+fn folded(text: Expr) -> Expr {
+    text.map(
+        |c| {
+            let folded = c.str()?.apply_values(schema::fold);
+            Ok(folded.into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
+}
+
+/// Maps caselessly onto `vocabulary` (stored in its spelling); null when not in it. `folded` is
+/// the case-folded text.
+fn vocabulary_value(folded: Expr, vocabulary: &[String]) -> Expr {
     first_match(
         vocabulary
             .iter()
             .map(|word| {
                 (
-                    lower.clone().eq(lit(word.to_lowercase())),
+                    folded.clone().eq(lit(schema::fold(word).into_owned())),
                     lit(word.clone()),
                 )
             })
@@ -296,11 +308,10 @@ fn format_layer(c: &schema::Column) -> Vec<Expr> {
     let t = col(n(c.name));
     match c.kind {
         Kind::Float => {
-            let is_number = matches(t.clone(), NUMBER)
-                .or(matches(t.clone().str().to_lowercase(), SPECIAL_FLOAT));
-            let x = t
-                .str()
-                .to_lowercase()
+            // The tokens nan, inf and infinity match in any case, caselessly as vocabularies do.
+            let is_number =
+                matches(t.clone(), NUMBER).or(matches(folded(t.clone()), SPECIAL_FLOAT));
+            let x = folded(t)
                 .str()
                 .replace(lit("infinity"), lit("inf"), true)
                 .str()
@@ -321,8 +332,8 @@ fn format_layer(c: &schema::Column) -> Vec<Expr> {
             schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
                 vec![matches(t, VERSION).alias(ok(c.name))]
             }
-            // Vocabulary columns: lower-cased once, compared with every word.
-            _ => vec![t.str().to_lowercase().alias(lc(c.name))],
+            // Vocabulary columns: case-folded once, compared with every word.
+            _ => vec![folded(t).alias(lc(c.name))],
         },
         Kind::Timestamp => Vec::new(),
     }
@@ -479,10 +490,16 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     ));
     let raw_row = as_struct(schema::COLUMNS.iter().map(|c| col(c.name)).collect());
     let first = raw_row.is_first_distinct();
-    let key = [col(v(schema::DEVICE_ID)), col(v(schema::REPORTED_AT))];
+    // The key is the normalized id and the parsed time (SPEC section 4): a reported_at that
+    // parses takes part even when it is a BAD_TIMESTAMP, and so does a row that is bad in any
+    // other column. `__x_reported_at` is meaningful only where `__ok_reported_at` holds.
+    let parsed_at = when(col(ok(schema::REPORTED_AT)))
+        .then(col(xv(schema::REPORTED_AT)))
+        .otherwise(lit(NULL).cast(DataType::Int64));
+    let key = [col(v(schema::DEVICE_ID)), parsed_at.clone()];
     let key_valid = col(v(schema::DEVICE_ID))
         .is_not_null()
-        .and(col(v(schema::REPORTED_AT)).is_not_null());
+        .and(parsed_at.is_not_null());
     let variants = col("__first").cast(DataType::UInt32).sum().over(key)?;
     let conflict = key_valid.and(flag(variants.gt(lit(1u32))));
 
@@ -879,6 +896,91 @@ mod tests {
         );
         assert_eq!(primary.as_deref(), Some("MISSING_REQUIRED"));
         assert_eq!(priority, "P1", "the device has no clean report");
+    }
+
+    #[test]
+    fn vocabularies_match_caselessly() {
+        for changes in [
+            vec![("hw_model", Some("\u{17f}en-100"))],
+            vec![("region", Some("US-EA\u{17f}T"))],
+            vec![("region", Some("us-ea\u{fb06}"))],
+            vec![("ota_status", Some("\u{17f}ucceeded"))],
+            vec![
+                ("ota_status", Some("failed")),
+                ("error_code", Some("e_chec\u{212a}sum_mismatch")),
+            ],
+            vec![
+                ("ota_status", Some("failed")),
+                ("error_code", Some("E_INSU\u{fb03}CIENT_STORAGE")),
+            ],
+            vec![("battery_pct", Some("\u{a0}80\u{2003}"))],
+        ] {
+            assert_eq!(problems_of(&changes), "", "{changes:?}");
+        }
+        // Dotless i does not fold to i, and a zero-width space is not white space.
+        for (changes, want) in [
+            (
+                vec![("ota_status", Some("fa\u{131}led"))],
+                "ota_status:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("region", Some("\u{200b}us-east"))],
+                "region:UNKNOWN_CATEGORY",
+            ),
+            (
+                vec![("battery_pct", Some("\u{131}nf"))],
+                "battery_pct:TYPE_MISMATCH",
+            ),
+        ] {
+            assert_eq!(problems_of(&changes), want, "{changes:?}");
+        }
+    }
+
+    /// SPEC section 4: a row whose key (normalized id, parsed reported_at) parses takes part in
+    /// CONFLICT even when it is quarantined for another reason.
+    #[test]
+    fn a_parsed_key_takes_part_in_conflict_even_when_quarantined() {
+        let a = row(&[]);
+        // The partner's reported_at parses but is earlier than its update_started_at.
+        let started_late = row(&[("update_started_at", Some("2026-11-25T11:45:00Z"))]);
+        let out = run(&[a.clone(), started_late]);
+        assert_eq!(out[0].0, "*:CONFLICT");
+        assert_eq!(out[1].0, "reported_at:BAD_TIMESTAMP;*:CONFLICT");
+        assert!(out.iter().all(|o| o.2 == "P1"), "no clean report left");
+
+        // Both in the future: BAD_TIMESTAMP, and the same parsed key in two spellings.
+        let future = row(&[("reported_at", Some("2026-11-26T00:00:00Z"))]);
+        let future_offset = row(&[("reported_at", Some("2026-11-26T02:00:00+02:00"))]);
+        let out = run(&[future, future_offset]);
+        for o in &out {
+            assert_eq!(o.0, "reported_at:BAD_TIMESTAMP;*:CONFLICT");
+        }
+
+        // A bad value in another column.
+        let bad_battery = row(&[("battery_pct", Some("abc"))]);
+        let out = run(&[a.clone(), bad_battery]);
+        assert_eq!(out[0].0, "*:CONFLICT");
+        assert_eq!(out[1].0, "battery_pct:TYPE_MISMATCH;*:CONFLICT");
+
+        // A padded id normalizes to the same key.
+        let padded = row(&[
+            ("device_id", Some(" SEN-100-000000000001 ")),
+            ("rssi_dbm", Some("-999")),
+        ]);
+        let out = run(&[a.clone(), padded]);
+        assert_eq!(out[0].0, "*:CONFLICT");
+        assert_eq!(out[1].0, "rssi_dbm:OUT_OF_RANGE;*:CONFLICT");
+
+        // A key that does not parse takes no part: the partner stays clean.
+        for unparsed in [
+            row(&[("reported_at", Some("2026-02-30T11:30:00Z"))]),
+            row(&[("reported_at", Some("2026-11-25T11:30:00"))]),
+            row(&[("device_id", Some("SEN 100 000000000001"))]),
+        ] {
+            let out = run(&[a.clone(), unparsed]);
+            assert_eq!(out[0].0, "", "{:?}", out[1]);
+            assert!(!out[1].0.contains("CONFLICT"), "{:?}", out[1]);
+        }
     }
 
     #[test]

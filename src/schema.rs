@@ -6,6 +6,8 @@
 //! chaos writes it when a corrupted typed column turns into text, and the sanitizer must read it back
 //! to the same value, so both sides use these functions.
 
+use std::borrow::Cow;
+
 use polars::prelude::{AnyValue, DataType, Field, Schema, TimeUnit};
 
 /// The canonical type of a raw column, as the clean table holds it.
@@ -143,6 +145,21 @@ pub const COUNT_RANGE: (i64, i64) = (0, 1000);
 
 /// Pattern of device and gateway ids.
 pub const ID_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$";
+
+/// The caseless form of a vocabulary word (SPEC section 3): Unicode full case folding, so that
+/// `ſen-100` and `SEN-100` (U+017F, long s) or `K` and `k` (U+212A, the Kelvin sign) compare
+/// equal. ASCII text, the usual case, is lower-cased without a table lookup.
+pub fn fold(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        }
+    } else {
+        Cow::Owned(caseless::default_case_fold_str(text))
+    }
+}
 
 /// Whether `id` satisfies [`ID_PATTERN`] (used by the generator's own checks and by tests).
 pub fn is_valid_id(id: &str) -> bool {
