@@ -189,11 +189,15 @@ impl Session {
         let run = select_run(&conn, db, run_id)?;
         conn.execute_batch(&format!(
             "CREATE TEMP MACRO wilson_low(k, n) AS
-                 CASE WHEN n > 0 THEN greatest(0.0,
+                 CASE WHEN n <= 0 THEN NULL
+                      WHEN k <= 0 THEN 0.0
+                      ELSE greatest(0.0,
                      (k / n + {z2} / (2 * n) - {z} * sqrt((k / n) * (1 - k / n) / n + {z2} / (4 * n * n)))
                      / (1 + {z2} / n)) END;
              CREATE TEMP MACRO wilson_high(k, n) AS
-                 CASE WHEN n > 0 THEN least(1.0,
+                 CASE WHEN n <= 0 THEN NULL
+                      WHEN k >= n THEN 1.0
+                      ELSE least(1.0,
                      (k / n + {z2} / (2 * n) + {z} * sqrt((k / n) * (1 - k / n) / n + {z2} / (4 * n * n)))
                      / (1 + {z2} / n)) END;
              CREATE TEMP TABLE params (
