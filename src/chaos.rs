@@ -29,11 +29,19 @@ use polars::prelude::{
 };
 use serde::Serialize;
 
+use fake::Fake;
+use fake::faker::company::en::CompanyName;
+use fake::faker::internet::en::{IPv4, SafeEmail};
+use fake::faker::lorem::en::Word;
+use fake::faker::name::en::Name;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
 use crate::generate::mix;
 use crate::parallel;
 use crate::parquet;
 use crate::schema::{self, Kind};
-use crate::workspace::AtomicFile;
+use crate::workspace::{self, AtomicFile};
 
 /// Rows read, corrupted and written at a time.
 pub const CHUNK_ROWS: usize = 262_144;
@@ -190,20 +198,107 @@ fn text_target(plan: &RowPlan) -> Option<&'static str> {
     }
 }
 
+/// Garbage text for a number, id or version column: what real exports carry in the wrong place
+/// (people's names, e-mail addresses, IP addresses, UUIDs, words, units), drawn with `fake` from
+/// a generator seeded by the row's pick, so the output stays byte-deterministic. A draw that
+/// would parse in `column` (an IP address is a valid id) is replaced by a fixed piece of garbage.
 fn garbage_for(column: &str, pick: u64) -> String {
-    let options: &[&str] = match column {
-        schema::DEVICE_ID => &["dev#0042", "-SEN-100-00AF", "SEN 100 7F3A", "SEN-100/7F3A"],
-        schema::GATEWAY_ID => &["gw/us-east/07", "#gw-01", "gw us-east 07"],
-        schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
-            &["4.2", "04.2.0", "latest", "4.2.0.1", "4.x.0"]
-        }
-        schema::DOWNLOAD_PCT | schema::BATTERY_PCT => &["abc", "12%", "N/A", "--", "1,5"],
-        _ => &["3.0", "abc", "7x", "two"],
-    };
     if column == schema::DEVICE_ID && pick % 5 == 4 {
         return "X".repeat(65);
     }
-    choose(options, pick, 4).to_string()
+    let mut rng = Pcg64Mcg::seed_from_u64(mix(pick, 7));
+    let value: String = match mix(pick, 8) % 7 {
+        0 => Name().fake_with_rng(&mut rng),
+        1 => SafeEmail().fake_with_rng(&mut rng),
+        2 => IPv4().fake_with_rng(&mut rng),
+        3 => uuid(&mut rng),
+        4 => Word().fake_with_rng(&mut rng),
+        5 => format!("{}%", rng.random_range(0..=100u32)),
+        _ => CompanyName().fake_with_rng(&mut rng),
+    };
+    if parses_in(column, &value) {
+        let fixed: &[&str] = match column {
+            schema::DEVICE_ID => &["dev#0042", "SEN 100 7F3A", "SEN-100/7F3A"],
+            schema::GATEWAY_ID => &["gw/us-east/07", "#gw-01", "gw us-east 07"],
+            schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
+                &["4.2", "04.2.0", "latest", "4.2.0.1", "4.x.0"]
+            }
+            _ => &["abc", "12%", "N/A", "--", "1,5"],
+        };
+        return choose(fixed, pick, 4).to_string();
+    }
+    value
+}
+
+/// Whether `text` is a valid value of the id, version or number column `column`: garbage must
+/// not be.
+fn parses_in(column: &str, text: &str) -> bool {
+    let text = text.trim();
+    match column {
+        schema::DEVICE_ID | schema::GATEWAY_ID => schema::is_valid_id(text),
+        schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
+            let bare = text.strip_prefix(['v', 'V']).unwrap_or(text);
+            let parts: Vec<&str> = bare.split('.').collect();
+            parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.bytes().all(|b| b.is_ascii_digit())
+                        && (p.len() == 1 || !p.starts_with('0'))
+                })
+        }
+        _ => text.parse::<f64>().is_ok(),
+    }
+}
+
+/// A random version-4 UUID, as exports print them.
+fn uuid(rng: &mut Pcg64Mcg) -> String {
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A time as exports that are not RFC 3339 write it: day-first and month-first dates, dotted
+/// dates, month names, no offset, Unix seconds, impossible fields, a word. Seeded by the pick.
+fn unparseable_timestamp(pick: u64) -> String {
+    let mut rng = Pcg64Mcg::seed_from_u64(mix(pick, 9));
+    let (y, mo, d) = (
+        rng.random_range(2024..=2026u32),
+        rng.random_range(1..=12u32),
+        rng.random_range(1..=28u32),
+    );
+    let (h, mi, sec) = (
+        rng.random_range(0..24u32),
+        rng.random_range(0..60u32),
+        rng.random_range(0..60u32),
+    );
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    match mix(pick, 10) % 8 {
+        0 => format!("{d:02}/{mo:02}/{y} {h:02}:{mi:02}"),
+        1 => format!(
+            "{mo:02}/{d:02}/{y} {:02}:{mi:02} {}",
+            (h + 11) % 12 + 1,
+            if h < 12 { "AM" } else { "PM" }
+        ),
+        2 => format!("{d:02}.{mo:02}.{y} {h:02}:{mi:02}:{sec:02}"),
+        3 => format!("{} {d}, {y} {h:02}:{mi:02}", MONTHS[mo as usize - 1]),
+        4 => format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02}"),
+        5 => rng
+            .random_range(1_700_000_000..1_800_000_000u64)
+            .to_string(),
+        6 => format!("{y}-{:02}-{d:02}T{:02}:{mi:02}:00Z", mo + 12, h + 24),
+        _ => Word().fake_with_rng(&mut rng),
+    }
 }
 
 /// A value of a column, typed as the output column holds it or as text.
@@ -442,8 +537,8 @@ pub fn chaos(opts: &ChaosOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Cha
         .finish()
         .with_context(|| format!("finishing {}", opts.log.display()))?;
     drop((out_writer, log_writer));
-    out_file.commit()?;
-    log_file.commit()?;
+    // The corrupted file and its log describe each other: published as a pair.
+    workspace::commit_all(vec![out_file, log_file])?;
     Ok(ChaosSummary {
         rows_in: rows_in as u64,
         rows_out,
@@ -660,18 +755,7 @@ fn corrupt_chunk(
                 let value = if plan.kind == ChaosKind::TypeMismatch {
                     garbage_for(column, pick)
                 } else {
-                    choose(
-                        &[
-                            "yesterday",
-                            "2026-13-45T25:61:00Z",
-                            "1764078312",
-                            "2026-11-25 13:45:12",
-                            "25/11/2026 13:45",
-                        ],
-                        pick,
-                        4,
-                    )
-                    .to_string()
+                    unparseable_timestamp(pick)
                 };
                 set(&mut edits, &mut entry, column, Cell::Text(value));
             }

@@ -19,7 +19,7 @@ use crate::analytics::{self, Cell, Session, Table};
 use crate::charts::{self, Chart, HeatCell, Heatmap, RoiBar, StateBar};
 use crate::classify::REMOTE_ACTIONS;
 use crate::sanitize::REASONS;
-use crate::workspace::Workspace;
+use crate::workspace::{ASIDE_REPORT, Workspace};
 
 /// How many quarantined rows the report shows.
 const TRIAGE_SAMPLE: usize = 20;
@@ -163,7 +163,7 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
         summary_json.as_bytes(),
         &mut Vec::new(),
     )?;
-    publish(staging, &dest)?;
+    publish(staging, &dest, ws.report_aside(id)?)?;
 
     let decisions = decisions(&data.gate)?;
     Ok(ReportSummary {
@@ -193,20 +193,16 @@ fn write(dir: &Path, name: &str, bytes: &[u8], files: &mut Vec<String>) -> Resul
 }
 
 /// Renames the complete staging folder into place. An earlier report of the same run (the same
-/// data, so the same content) is moved aside first and removed after.
-fn publish(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
+/// data, so the same content) is first moved into `aside` (from [`Workspace::report_aside`],
+/// where a killed process's next sweep finds it and puts it back) and removed after.
+fn publish(staging: tempfile::TempDir, dest: &Path, aside: PathBuf) -> Result<()> {
     let staged: PathBuf = staging.keep();
     let parent = dest.parent().unwrap_or(Path::new("."));
     let old = if dest.exists() {
-        let aside = tempfile::Builder::new()
-            .prefix(".old.")
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a temporary folder in {}", parent.display()))?
-            .keep();
-        let aside = aside.join("report");
-        fs::rename(dest, &aside)
+        let kept = aside.join(ASIDE_REPORT);
+        fs::rename(dest, &kept)
             .with_context(|| format!("moving the previous report {} aside", dest.display()))?;
-        Some(aside)
+        Some(kept)
     } else {
         None
     };
@@ -215,14 +211,13 @@ fn publish(staging: tempfile::TempDir, dest: &Path) -> Result<()> {
         if let Some(old) = &old {
             let _ = fs::rename(old, dest);
         }
+        let _ = fs::remove_dir_all(&aside);
         return Err(e).with_context(|| format!("renaming the report into {}", dest.display()));
     }
     if let Ok(d) = fs::File::open(parent) {
         let _ = d.sync_all();
     }
-    if let Some(old) = old.as_ref().and_then(|o| o.parent()) {
-        let _ = fs::remove_dir_all(old);
-    }
+    let _ = fs::remove_dir_all(&aside);
     Ok(())
 }
 

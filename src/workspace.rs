@@ -139,10 +139,14 @@ impl Workspace {
         }
     }
 
-    /// Removes what a killed writer left: `.*.tmp` files in raw/ and stage/, recover's bucket
-    /// folders (`.buckets.*`), and the staging folders (`.<run_id>.*`, `.old.*`) in reports/.
+    /// Repairs and removes what a killed writer left: first a half-done publication of several
+    /// files ([`commit_all`]) is finished, and a report folder moved aside for a new one is put
+    /// back when the new one never arrived; then `.*.tmp` files in raw/ and stage/, recover's
+    /// bucket folders (`.buckets.*`) and the staging folders (`.<run_id>.*`, `.old.*`) in reports/
+    /// are removed.
     fn sweep(&self) {
         for dir in [self.root.join("raw"), self.root.join("stage")] {
+            let _ = roll_forward(&dir);
             for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && name.ends_with(".tmp") {
@@ -155,17 +159,125 @@ impl Workspace {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
-        for entry in fs::read_dir(self.reports_root())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        let reports = self.reports_root();
+        for entry in fs::read_dir(&reports).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && entry.path().is_dir() {
-                let _ = fs::remove_dir_all(entry.path());
+            if !name.starts_with('.') || !entry.path().is_dir() {
+                continue;
             }
+            if let Some(run_id) = aside_run_id(&name) {
+                let dest = self.report_dir(run_id);
+                let kept = entry.path().join(ASIDE_REPORT);
+                if !dest.exists() && kept.is_dir() && fs::rename(&kept, &dest).is_err() {
+                    continue;
+                }
+            }
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
+
+    /// A fresh folder `reports/.old.<run_id>.<random>/` to move the earlier report of `run_id`
+    /// into while its replacement is renamed into place; the report goes at [`ASIDE_REPORT`]
+    /// inside it. If the process dies in between, the next writer's sweep puts it back.
+    pub fn report_aside(&self, run_id: &str) -> Result<PathBuf> {
+        let reports = self.reports_root();
+        Ok(tempfile::Builder::new()
+            .prefix(&format!(".old.{run_id}."))
+            .tempdir_in(&reports)
+            .with_context(|| format!("creating a temporary folder in {}", reports.display()))?
+            .keep())
+    }
+}
+
+/// Where, inside a folder from [`Workspace::report_aside`], the earlier report waits.
+pub const ASIDE_REPORT: &str = "report";
+
+/// The run id in the name of a folder from [`Workspace::report_aside`] (`.old.<run_id>.<random>`).
+fn aside_run_id(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(".old.")?;
+    let (run_id, _) = rest.rsplit_once('.')?;
+    (!run_id.is_empty() && !run_id.contains(['/', '.'])).then_some(run_id)
+}
+
+/// The journal of a publication of several files in one folder: one `temporary<TAB>destination`
+/// line per file, written once every file is complete and flushed.
+const JOURNAL: &str = ".publish.journal";
+
+/// Finishes a publication that a killed process left half done in `dir`: every temporary file
+/// the journal names that still exists is renamed to its destination. Safe to repeat.
+fn roll_forward(dir: &Path) -> Result<()> {
+    let journal = dir.join(JOURNAL);
+    let Ok(text) = fs::read_to_string(&journal) else {
+        return Ok(());
+    };
+    // A journal is written whole before any rename (temporary name, then rename), so one that
+    // exists lists every file of the publication.
+    for line in text.lines() {
+        if let Some((tmp, dest)) = line.split_once('\t')
+            && Path::new(tmp).exists()
+        {
+            fs::rename(tmp, dest)
+                .with_context(|| format!("finishing the publication of {dest}"))?;
+        }
+    }
+    sync_dir(dir);
+    fs::remove_file(&journal).with_context(|| format!("removing {}", journal.display()))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    // Persists renames in the folder; not every file system supports syncing a folder.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Publishes several files of one folder together: after a crash at any moment, either none of
+/// them replaced its destination or, once the next writer has taken the lock, all of them have.
+/// Each file is flushed, a journal listing all of them is written, the files are renamed, and the
+/// journal is removed; a writer that finds a journal finishes its renames first
+/// ([`Workspace::lock`] does, and so does the next `commit_all` in the same folder).
+pub fn commit_all(files: Vec<AtomicFile>) -> Result<()> {
+    let Some(first) = files.first() else {
+        return Ok(());
+    };
+    let dir = first
+        .dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    roll_forward(&dir)?;
+    let mut journal = String::new();
+    let mut staged = Vec::with_capacity(files.len());
+    for mut file in files {
+        let tmp = file.tmp.take().expect("not committed");
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("flushing {}", file.dest.display()))?;
+        let tmp = tmp
+            .into_temp_path()
+            .keep()
+            .with_context(|| format!("keeping the temporary file of {}", file.dest.display()))?;
+        let (tmp, dest) = (std::path::absolute(&tmp)?, std::path::absolute(&file.dest)?);
+        journal.push_str(&format!("{}\t{}\n", tmp.display(), dest.display()));
+        staged.push((tmp, dest));
+    }
+    let journal_file = AtomicFile::create(&dir.join(JOURNAL))?;
+    journal_file
+        .file()
+        .write_all(journal.as_bytes())
+        .context("writing the publication journal")?;
+    journal_file.commit()?;
+    for (tmp, dest) in &staged {
+        fs::rename(tmp, dest).with_context(|| format!("renaming into place {}", dest.display()))?;
+    }
+    for (_, dest) in &staged {
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent);
+        }
+    }
+    fs::remove_file(dir.join(JOURNAL)).context("removing the publication journal")?;
+    Ok(())
 }
 
 /// Whether an open file is still the one at `path`.
@@ -253,10 +365,7 @@ impl AtomicFile {
         tmp.persist(&self.dest)
             .with_context(|| format!("renaming into place {}", self.dest.display()))?;
         if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Persist the rename itself; not every file system supports syncing a folder.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+            sync_dir(dir);
         }
         Ok(())
     }
