@@ -1,21 +1,30 @@
 //! Reading telemetry inputs for `recover` (SPEC sections 3 and 10): files or folders of Parquet,
-//! CSV or NDJSON, chosen by extension, checked against the column contract, and tagged with where
-//! every row came from.
+//! CSV or NDJSON (CSV and NDJSON also gzip- or zstd-compressed), chosen by extension, checked
+//! against the column contract, and tagged with where every row came from.
 //!
 //! A file whose columns do not fit the contract rejects the whole run before anything is written:
-//! a missing required column, or a typed column of a type that does not fit (a boolean
-//! battery_pct). CSV and NDJSON values are read as text, so the text rules of the sanitizer apply
-//! to them; Parquet columns keep their types when they fit.
+//! a missing required column (or NDJSON key), or a typed column of a type that does not fit (a
+//! boolean battery_pct, a decimal, a nested column). CSV and NDJSON values are read as text, so the
+//! text rules of the sanitizer apply to them; Parquet columns keep their types when they fit.
+//!
+//! Input files come from anywhere, so no file may crash the program: Parquet types are checked
+//! from the footer before any page is decoded, only contract columns are decoded, and every
+//! reader runs under [`guarded`], which turns a panic inside a decoder into an error naming the
+//! file.
 
 use std::fs::File;
+use std::io::{BufReader, Cursor, Read};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 use anyhow::{Context, Result, bail};
+use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
-    CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr, Field, IntoLazy, JsonFormat,
-    JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader, TimeUnit, col, concat_str, lit,
-    when,
+    ArrowDataType, CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr, Field, IntoLazy,
+    JsonFormat, JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader, TimeUnit, col,
+    concat_str, lit, when,
 };
 
 use crate::schema::{self, Kind};
@@ -35,11 +44,54 @@ pub enum Format {
     Ndjson,
 }
 
+/// How a CSV or NDJSON file is compressed, by its last extension (`.gz`, `.zst`). Parquet files
+/// compress their own pages and are never wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a file name says, and the name without that extension.
+    fn split(name: &str) -> (Compression, &str) {
+        let lower = name.to_ascii_lowercase();
+        for (ext, c) in [
+            (".gz", Compression::Gzip),
+            (".zst", Compression::Zstd),
+            (".zstd", Compression::Zstd),
+        ] {
+            if lower.ends_with(ext) {
+                return (c, &name[..name.len() - ext.len()]);
+            }
+        }
+        (Compression::None, name)
+    }
+
+    /// The compression of the file at `path`.
+    pub fn of(path: &Path) -> Compression {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        Compression::split(&name).0
+    }
+}
+
+/// The extensions `recover` reads, for messages.
+pub const KNOWN_EXTENSIONS: &str = ".parquet, .csv, .ndjson or .jsonl (CSV and NDJSON also \
+                                    compressed, as .gz or .zst)";
+
 impl Format {
-    fn of(path: &Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    /// The format of a file by its name: `.parquet`, `.csv`, `.ndjson`, `.jsonl`, the last three
+    /// optionally followed by `.gz` or `.zst`.
+    pub fn of(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?;
+        let (compression, name) = Compression::split(name);
+        let ext = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
-            "parquet" => Some(Format::Parquet),
+            "parquet" if compression == Compression::None => Some(Format::Parquet),
             "csv" => Some(Format::Csv),
             "ndjson" | "jsonl" => Some(Format::Ndjson),
             _ => None,
@@ -54,47 +106,87 @@ pub struct Input {
     pub format: Format,
 }
 
-/// Expands `paths` into input files in run order: files as given, a folder's telemetry files in
-/// name order. Fails on a missing path, a file of an unknown extension, or a folder without any
-/// telemetry file.
-pub fn resolve(paths: &[PathBuf]) -> Result<Vec<Input>> {
+/// The inputs of a run in run order, and the files of input folders that were skipped because
+/// they are not telemetry (only with `skip_unknown`).
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    pub inputs: Vec<Input>,
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Expands `paths` into input files in run order: files as given, a folder's files in name order,
+/// nested folders (hive-style `date=2026-11-30/` partitions among them) included, depth first.
+/// Fails on a missing path, a named file of an unknown format, and a folder without any
+/// telemetry file. A folder's file of another format is an error naming it, unless
+/// `skip_unknown`: then it is listed in `skipped`, so that no file is ever left out silently.
+pub fn resolve(paths: &[PathBuf], skip_unknown: bool) -> Result<Resolved> {
     if paths.is_empty() {
         bail!("no --input given");
     }
-    let mut inputs = Vec::new();
+    let mut resolved = Resolved::default();
     for path in paths {
         let meta = std::fs::metadata(path).with_context(|| format!("input {}", path.display()))?;
         if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("listing input folder {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && Format::of(p).is_some())
-                .collect();
-            if files.is_empty() {
+            let mut files = Vec::new();
+            let mut visited = Vec::new();
+            walk(path, &mut files, &mut visited)?;
+            files.sort();
+            let before = resolved.inputs.len();
+            for file in files {
+                match Format::of(&file) {
+                    Some(format) => resolved.inputs.push(Input { path: file, format }),
+                    None if skip_unknown => resolved.skipped.push(file),
+                    None => bail!(
+                        "input folder {}: {} is not a telemetry file (expected {KNOWN_EXTENSIONS}); \
+                         move it out of the folder or pass --skip-unknown to skip such files",
+                        path.display(),
+                        file.display()
+                    ),
+                }
+            }
+            if resolved.inputs.len() == before {
                 bail!(
-                    "input folder {} holds no .parquet, .csv, .ndjson or .jsonl file",
+                    "input folder {} holds no telemetry file ({KNOWN_EXTENSIONS})",
                     path.display()
                 );
             }
-            files.sort();
-            inputs.extend(files.into_iter().map(|p| Input {
-                format: Format::of(&p).expect("filtered on format"),
-                path: p,
-            }));
         } else {
             let Some(format) = Format::of(path) else {
                 bail!(
-                    "input {}: unknown format (expected .parquet, .csv, .ndjson or .jsonl)",
+                    "input {}: unknown format (expected {KNOWN_EXTENSIONS})",
                     path.display()
                 );
             };
-            inputs.push(Input {
+            resolved.inputs.push(Input {
                 path: path.clone(),
                 format,
             });
         }
     }
-    Ok(inputs)
+    Ok(resolved)
+}
+
+/// Every file below `dir`, following symbolic links but entering each real folder once.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, visited: &mut Vec<PathBuf>) -> Result<()> {
+    let real = std::fs::canonicalize(dir).with_context(|| format!("input {}", dir.display()))?;
+    if visited.contains(&real) {
+        return Ok(());
+    }
+    visited.push(real);
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("listing input folder {}", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("listing input folder {}", dir.display()))?
+            .path();
+        let meta = std::fs::metadata(&path).with_context(|| format!("input {}", path.display()))?;
+        if meta.is_dir() {
+            walk(&path, files, visited)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Whether a column of `dtype` may feed a contract column of `kind` (SPEC section 3).
@@ -106,6 +198,304 @@ fn fits(kind: Kind, dtype: &DataType) -> bool {
         Kind::Int => dtype.is_integer(),
         Kind::Timestamp => matches!(dtype, DataType::Datetime(..)),
     }
+}
+
+/// Whether a Parquet column of `dtype` (as its footer declares it) may feed a contract column of
+/// `kind`: the same rule as [`fits`], decided before any page is decoded. 128-bit integers are
+/// refused: polars is built without them and Parquet stores them only as decimals.
+fn parquet_fits(kind: Kind, dtype: &ArrowDataType) -> bool {
+    use ArrowDataType as A;
+    let text = matches!(dtype, A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Null);
+    let int = matches!(
+        dtype,
+        A::Int8 | A::Int16 | A::Int32 | A::Int64 | A::UInt8 | A::UInt16 | A::UInt32 | A::UInt64
+    );
+    match kind {
+        _ if text => true,
+        Kind::Text => false,
+        Kind::Float => int || matches!(dtype, A::Float16 | A::Float32 | A::Float64),
+        Kind::Int => int,
+        Kind::Timestamp => matches!(dtype, A::Timestamp(..)),
+    }
+}
+
+/// A Parquet column type as a user would name it in a message.
+fn parquet_type_name(dtype: &ArrowDataType) -> String {
+    use ArrowDataType as A;
+    match dtype {
+        A::Boolean => "bool".into(),
+        A::Decimal(p, s) | A::Decimal32(p, s) | A::Decimal64(p, s) => format!("decimal({p}, {s})"),
+        A::Decimal256(p, s) => format!("decimal256({p}, {s})"),
+        A::Struct(_) => "struct".into(),
+        A::List(_) | A::LargeList(_) | A::FixedSizeList(..) => "list".into(),
+        A::Map(..) => "map".into(),
+        A::Date32 | A::Date64 => "date".into(),
+        A::Time32(_) | A::Time64(_) => "time of day".into(),
+        A::Duration(_) => "duration".into(),
+        A::Interval(_) => "interval".into(),
+        A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => {
+            "binary (bytes without a string annotation)".into()
+        }
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Opens a Parquet file for reading with its footer read. Columns are typed as the Arrow schema a
+/// writer may have stored beside the Parquet schema (the `ARROW:schema` key) says, unless it makes
+/// a contract column a dictionary: then the file is typed by the Parquet schema alone, so that a
+/// dictionary-encoded text column is text, not a categorical this polars build cannot represent.
+/// (The Arrow schema is kept otherwise: it is what names a float16 column a float.)
+fn open_parquet(path: &Path) -> Result<ParquetReader<File>> {
+    let name = path.display();
+    let open = || File::open(path).with_context(|| format!("opening {name}"));
+    let unreadable = || format!("{name}: not a readable Parquet file");
+    let mut reader = ParquetReader::new(open()?);
+    let dictionary = {
+        let schema = reader.schema().with_context(unreadable)?;
+        schema::COLUMNS.iter().any(|c| {
+            schema
+                .get(c.name)
+                .is_some_and(|f| matches!(f.dtype(), ArrowDataType::Dictionary(..)))
+        })
+    };
+    if !dictionary {
+        return Ok(reader);
+    }
+    let mut metadata = FileMetadata::clone(reader.get_metadata().with_context(unreadable)?);
+    metadata.key_value_metadata = None;
+    // A fresh reader: the first one has cached the schema it derived.
+    let mut reader = ParquetReader::new(open()?);
+    reader.set_metadata(Arc::new(metadata));
+    Ok(reader)
+}
+
+/// Checks a Parquet file's columns against the contract from its footer alone, before any data
+/// is decoded. Returns the contract columns the file holds, in contract order, and its rows.
+fn parquet_columns(reader: &mut ParquetReader<File>, name: &str) -> Result<(Vec<String>, usize)> {
+    let schema = reader
+        .schema()
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let mut present = Vec::new();
+    for c in &schema::COLUMNS {
+        match schema.get(c.name) {
+            Some(field) if parquet_fits(c.kind, field.dtype()) => present.push(c.name.to_string()),
+            Some(field) => bail!(
+                "{name}: column `{}` has type {}, expected {} or text",
+                c.name,
+                parquet_type_name(field.dtype()),
+                c.kind.name()
+            ),
+            None if c.required => bail!("{name}: required column `{}` is missing", c.name),
+            None => {}
+        }
+    }
+    let rows = reader
+        .num_rows()
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    Ok((present, rows))
+}
+
+/// How many calls of [`guarded`] are running: while any is, panics are not printed (they become
+/// errors that name the file).
+static GUARDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs a reader or decoder of the file `name` and turns a panic inside it into an error naming
+/// the file. A damaged file (a page header that lies about its size, an undecodable page) can
+/// make a decoder panic; that must reach the user as exit 1 with the file named, not as a crash.
+pub fn guarded<T>(name: &str, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.load(Ordering::SeqCst) == 0 {
+                default(info);
+            }
+        }));
+    });
+    GUARDED.fetch_add(1, Ordering::SeqCst);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(read));
+    GUARDED.fetch_sub(1, Ordering::SeqCst);
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no detail".into());
+            bail!(
+                "{name}: could not be read: the file is damaged or encoded in a way Sentinel \
+                 cannot decode (decoder: {what})"
+            )
+        }
+    }
+}
+
+/// The shape of a JSON value, as far as the contract cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Scalar,
+    Object,
+    Array,
+}
+
+/// The contract columns an NDJSON file holds (a key present in at least one record), checked:
+/// a value that is an object or an array rejects the file, as a column of a type that does not
+/// fit does in Parquet. Records are scanned by hand (keys and the first byte of each value), so
+/// numbers are never parsed here: the reader keeps them as their text.
+fn ndjson_columns(bytes: &[u8], name: &str) -> Result<Vec<bool>> {
+    let mut present = vec![false; schema::COLUMNS.len()];
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let mut bad = None;
+        scan_object(line, &mut |key, shape| {
+            if let Some(c) = schema::COLUMNS
+                .iter()
+                .position(|c| c.name.as_bytes() == key)
+            {
+                present[c] = true;
+                if shape != Shape::Scalar && bad.is_none() {
+                    bad = Some((c, shape));
+                }
+            }
+        })
+        .map_err(|what| anyhow::anyhow!("{name}: line {}: {what}", i + 1))?;
+        if let Some((c, shape)) = bad {
+            let c = &schema::COLUMNS[c];
+            bail!(
+                "{name}: line {}: column `{}` holds a JSON {}, expected {} or text",
+                i + 1,
+                c.name,
+                if shape == Shape::Object {
+                    "object"
+                } else {
+                    "array"
+                },
+                c.kind.name()
+            );
+        }
+    }
+    Ok(present)
+}
+
+/// Calls `on_key` with each top-level key of a JSON object (its text between the quotes, escapes
+/// resolved) and the shape of its value. Syntax it does not need to understand is left to the
+/// NDJSON reader, which rejects what is not JSON.
+fn scan_object(line: &[u8], on_key: &mut dyn FnMut(&[u8], Shape)) -> Result<(), String> {
+    let mut pos = skip_space(line, 0);
+    if line.get(pos) != Some(&b'{') {
+        return Err("not a JSON object".into());
+    }
+    pos += 1;
+    loop {
+        pos = skip_space(line, pos);
+        match line.get(pos) {
+            Some(b'}') | None => return Ok(()),
+            Some(b',') => {
+                pos += 1;
+                continue;
+            }
+            Some(b'"') => {}
+            Some(_) => return Ok(()),
+        }
+        let end = string_end(line, pos);
+        let raw = &line[pos + 1..end.saturating_sub(1).max(pos + 1)];
+        let key: std::borrow::Cow<[u8]> = if raw.contains(&b'\\') {
+            match serde_json::from_slice::<String>(&line[pos..end]) {
+                Ok(k) => k.into_bytes().into(),
+                Err(_) => raw.into(),
+            }
+        } else {
+            raw.into()
+        };
+        pos = skip_space(line, end);
+        if line.get(pos) != Some(&b':') {
+            return Ok(());
+        }
+        pos = skip_space(line, pos + 1);
+        let shape = match line.get(pos) {
+            Some(b'{') => Shape::Object,
+            Some(b'[') => Shape::Array,
+            _ => Shape::Scalar,
+        };
+        on_key(&key, shape);
+        pos = value_end(line, pos);
+    }
+}
+
+fn skip_space(line: &[u8], mut pos: usize) -> usize {
+    while line.get(pos).is_some_and(|b| b.is_ascii_whitespace()) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The position just past the string that starts (with its quote) at `pos`.
+fn string_end(line: &[u8], mut pos: usize) -> usize {
+    pos += 1;
+    while let Some(&b) = line.get(pos) {
+        pos += 1;
+        match b {
+            b'\\' => pos += 1,
+            b'"' => return pos,
+            _ => {}
+        }
+    }
+    line.len()
+}
+
+/// The position just past the value that starts at `pos`: a string, a balanced object or array,
+/// or a bare scalar up to the next `,` or `}`.
+fn value_end(line: &[u8], mut pos: usize) -> usize {
+    let mut depth = 0usize;
+    while let Some(&b) = line.get(pos) {
+        match b {
+            b'"' => {
+                pos = string_end(line, pos);
+                if depth == 0 {
+                    return pos;
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    return pos + 1;
+                }
+            }
+            b',' | b'}' if depth == 0 => return pos,
+            _ => {}
+        }
+        pos += 1;
+    }
+    line.len()
+}
+
+/// The bytes of a CSV or NDJSON file, decompressed when its name ends in `.gz` or `.zst`.
+fn contents(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display();
+    let file = File::open(path).with_context(|| format!("opening {name}"))?;
+    let mut bytes = Vec::new();
+    let mut reader: Box<dyn Read> = match Compression::of(path) {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(file)
+                .with_context(|| format!("{name}: not a readable zstd file"))?,
+        ),
+    };
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| match Compression::of(path) {
+            Compression::None => format!("reading {name}"),
+            Compression::Gzip => format!("{name}: not a readable gzip file"),
+            Compression::Zstd => format!("{name}: not a readable zstd file"),
+        })?;
+    Ok(bytes)
 }
 
 /// A column as text: text as received, typed values in the contract's text forms (floats as polars
@@ -176,18 +566,17 @@ pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
     read_rows(input, index, None)
 }
 
-/// The number of rows of a Parquet input, from its footer; None for CSV and NDJSON, which are
-/// read whole.
+/// Checks a Parquet input's columns from its footer and returns its row count; None for CSV and
+/// NDJSON, which are read whole (and checked as they are read).
 pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
     if input.format != Format::Parquet {
         return Ok(None);
     }
-    let name = input.path.display();
-    let file = File::open(&input.path).with_context(|| format!("opening {name}"))?;
-    let rows = ParquetReader::new(file)
-        .num_rows()
-        .with_context(|| format!("{name}: not a readable Parquet file"))?;
-    Ok(Some(rows))
+    let name = input.path.display().to_string();
+    guarded(&name, || {
+        let mut reader = open_parquet(&input.path)?;
+        Ok(Some(parquet_columns(&mut reader, &name)?.1))
+    })
 }
 
 /// Like [`read`], but of a Parquet input only the rows `offset..offset + len` (source_row keeps
@@ -199,50 +588,78 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
         (Format::Parquet, Some((offset, _))) => offset,
         _ => 0,
     };
+    // Which contract columns the file holds: known from the header (CSV), the footer (Parquet) or
+    // a scan of the records (NDJSON, whose reader fills absent keys with nulls).
+    let mut ndjson_present = None;
     let df: DataFrame = match input.format {
-        Format::Parquet => {
-            let file = File::open(path).with_context(|| format!("opening {name}"))?;
-            ParquetReader::new(file)
+        Format::Parquet => guarded(&name, || {
+            let mut reader = open_parquet(path)?;
+            let (present, _) = parquet_columns(&mut reader, &name)?;
+            reader
+                .with_columns(Some(present))
                 .with_slice(rows)
                 .finish()
-                .with_context(|| format!("{name}: not a readable Parquet file"))?
-        }
+                .with_context(|| format!("{name}: not a readable Parquet file"))
+        })?,
         // No schema inference: every CSV column is read as text.
-        Format::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .with_raise_if_empty(false)
-            // Bytes that are not UTF-8 become U+FFFD, which no column accepts: the row is
-            // quarantined with a reason instead of the whole file being refused.
-            .map_parse_options(|p| p.with_encoding(CsvEncoding::LossyUtf8))
-            .try_into_reader_with_file_path(Some(path.clone()))
-            .and_then(|r| r.finish())
-            .with_context(|| format!("{name}: not a readable CSV file"))?,
+        Format::Csv => {
+            let options = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_raise_if_empty(false)
+                // Bytes that are not UTF-8 become U+FFFD, which no column accepts: the row is
+                // quarantined with a reason instead of the whole file being refused.
+                .map_parse_options(|p| p.with_encoding(CsvEncoding::LossyUtf8));
+            guarded(&name, || {
+                match Compression::of(path) {
+                    Compression::None => options
+                        .try_into_reader_with_file_path(Some(path.clone()))
+                        .and_then(|r| r.finish()),
+                    _ => options
+                        .into_reader_with_file_handle(Cursor::new(contents(path)?))
+                        .finish(),
+                }
+                .with_context(|| format!("{name}: not a readable CSV file"))
+            })?
+        }
         Format::Ndjson => {
-            let file = File::open(path).with_context(|| format!("opening {name}"))?;
-            let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
-            if empty {
+            let bytes = contents(path)?;
+            let present = ndjson_columns(&bytes, &name)?;
+            let df = if present.iter().any(|p| *p) {
+                guarded(&name, || {
+                    JsonReader::new(Cursor::new(bytes))
+                        .with_json_format(JsonFormat::JsonLines)
+                        .with_schema(text_schema())
+                        .finish()
+                        .with_context(|| format!("{name}: not a readable NDJSON file"))
+                })?
+            } else if bytes.iter().all(u8::is_ascii_whitespace) {
+                // No record at all: an empty export, not a file without columns.
                 DataFrame::empty_with_schema(&text_schema())
             } else {
-                JsonReader::new(file)
-                    .with_json_format(JsonFormat::JsonLines)
-                    .with_schema(text_schema())
-                    .finish()
-                    .with_context(|| format!("{name}: not a readable NDJSON file"))?
-            }
+                bail!(
+                    "{name}: no record holds any of the contract's columns (required column `{}` is missing)",
+                    schema::DEVICE_ID
+                );
+            };
+            ndjson_present = Some(present);
+            df
         }
     };
     let mut exprs = Vec::with_capacity(schema::COLUMNS.len() + 3);
-    for c in &schema::COLUMNS {
+    for (i, c) in schema::COLUMNS.iter().enumerate() {
+        let held = ndjson_present
+            .as_ref()
+            .is_none_or(|p| p[i] || df.height() == 0);
         match df.schema().get(c.name) {
-            Some(dtype) if fits(c.kind, dtype) => exprs.push(as_text(c.name, dtype)),
-            Some(dtype) => bail!(
+            Some(dtype) if held && fits(c.kind, dtype) => exprs.push(as_text(c.name, dtype)),
+            Some(dtype) if held => bail!(
                 "{name}: column `{}` has type {dtype}, expected {} or text",
                 c.name,
                 c.kind.name()
             ),
-            None if c.required => bail!("{name}: required column `{}` is missing", c.name),
-            None => exprs.push(
+            _ if c.required => bail!("{name}: required column `{}` is missing", c.name),
+            _ => exprs.push(
                 lit(polars::prelude::NULL)
                     .cast(DataType::String)
                     .alias(c.name),

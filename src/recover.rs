@@ -11,7 +11,7 @@ use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use polars::io::parquet::write::BatchedWriter;
@@ -29,7 +29,7 @@ use crate::parquet;
 use crate::sanitize::{self, PRIMARY_REASON, PROBLEMS};
 use crate::schema;
 use crate::warehouse::{self, RunRecord, StageFiles};
-use crate::workspace::{AtomicFile, Workspace};
+use crate::workspace::{self, AtomicFile, Workspace};
 
 /// What `recover` is asked to do.
 #[derive(Clone, Debug)]
@@ -38,6 +38,9 @@ pub struct RecoverOptions {
     pub as_of_us: i64,
     /// Inputs with more rows are processed in buckets of about this many rows ([`BUCKET_ROWS`]).
     pub bucket_rows: usize,
+    /// Skip an input folder's files of other formats (listed in the summary and the run ledger)
+    /// instead of failing on them.
+    pub skip_unknown: bool,
 }
 
 /// What `recover` did: the summary printed on stderr and, with --json, on stdout.
@@ -46,6 +49,8 @@ pub struct RecoverSummary {
     pub run_id: String,
     pub as_of: String,
     pub inputs: Vec<String>,
+    /// Files of input folders that are not telemetry, skipped on request (`--skip-unknown`).
+    pub skipped: Vec<String>,
     pub rows_in: u64,
     pub rows_clean: u64,
     pub rows_quarantined: u64,
@@ -62,12 +67,6 @@ pub struct RecoverSummary {
     pub outputs: BTreeMap<String, String>,
     /// Seconds per step.
     pub timings: BTreeMap<String, f64>,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// The run id: a fingerprint of the inputs' contents (in run order), as_of and the configuration.
@@ -495,7 +494,7 @@ impl Totals {
 
 /// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
 pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
-    let started_at_us = now_us();
+    let started_at_us = warehouse::now_us();
     let clock = Instant::now();
     let mut timings = BTreeMap::new();
     let mut lap = |name: &str, since: &mut Instant| {
@@ -504,7 +503,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     };
     let mut step = Instant::now();
 
-    let inputs = ingest::resolve(&opts.inputs)?;
+    let ingest::Resolved { inputs, skipped } = ingest::resolve(&opts.inputs, opts.skip_unknown)?;
+    let skipped: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
     let (run_id, fingerprint) = fingerprints(&inputs, opts.as_of_us, config)?;
     // Inputs of at most `bucket_rows` rows are processed in one piece. Larger ones are split
     // by a hash of the trimmed device id into buckets of about `bucket_rows` rows, each sanitized
@@ -588,7 +588,6 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     let record = RunRecord {
         run_id: run_id.clone(),
         started_at_us,
-        finished_at_us: now_us(),
         as_of_us: opts.as_of_us,
         inputs_json: serde_json::to_string(
             &inputs
@@ -596,6 +595,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
                 .map(|i| i.path.display().to_string())
                 .collect::<Vec<_>>(),
         )?,
+        skipped_json: serde_json::to_string(&skipped)?,
         input_fingerprint: fingerprint,
         rows_in,
         rows_clean,
@@ -619,7 +619,9 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     lap("load", &mut step);
 
     let mut outputs = BTreeMap::new();
-    for file in staged.into_iter().chain([plan_file]) {
+    let mut files = staged;
+    files.push(plan_file);
+    for file in &files {
         outputs.insert(
             file.dest()
                 .file_name()
@@ -627,8 +629,9 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
                 .unwrap_or_default(),
             file.dest().display().to_string(),
         );
-        file.commit()?;
     }
+    // The stage files describe one run together: published as a set.
+    workspace::commit_all(files)?;
     outputs.insert("database".into(), ws.database().display().to_string());
     for (name, seconds) in bucket_seconds {
         timings.insert(name.to_string(), seconds);
@@ -641,6 +644,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .iter()
             .map(|i| i.path.display().to_string())
             .collect(),
+        skipped,
         rows_in,
         rows_clean,
         rows_quarantined,

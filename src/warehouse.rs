@@ -13,10 +13,11 @@ use duckdb::{Connection, params};
 pub struct RunRecord {
     pub run_id: String,
     pub started_at_us: i64,
-    pub finished_at_us: i64,
     pub as_of_us: i64,
     /// Input paths in run order, as a JSON array.
     pub inputs_json: String,
+    /// Files of input folders skipped as not telemetry (`--skip-unknown`), as a JSON array.
+    pub skipped_json: String,
     pub input_fingerprint: String,
     pub rows_in: u64,
     pub rows_clean: u64,
@@ -50,6 +51,13 @@ pub fn open(db: &Path, threads: usize) -> Result<Connection> {
     Connection::open_with_flags(db, config)
         .map_err(db_error)
         .with_context(|| format!("opening database {}", db.display()))
+}
+
+/// Now, in µs since the epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// A DuckDB error as anyhow's, without the "Error code 1: Unknown error code" tail that the
@@ -86,8 +94,10 @@ pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Resul
             devices BIGINT,
             blind_devices BIGINT,
             status VARCHAR,
-            config VARCHAR
-        );",
+            config VARCHAR,
+            skipped_inputs VARCHAR
+        );
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS skipped_inputs VARCHAR;",
     )
     .context("creating table runs")?;
     for (table, path) in [
@@ -113,12 +123,17 @@ pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Resul
     }
     tx.execute("DELETE FROM runs WHERE run_id = ?", params![run.run_id])
         .context("replacing the run in runs")?;
+    // The run finishes when its rows are in: stamped after the tables are loaded, just before
+    // the commit.
     tx.execute(
-        "INSERT INTO runs VALUES (?, make_timestamp(?), make_timestamp(?), make_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (run_id, started_at, finished_at, as_of, inputs, input_fingerprint,
+                           rows_in, rows_clean, rows_quarantined, devices, blind_devices, status,
+                           config, skipped_inputs)
+         VALUES (?, make_timestamp(?), make_timestamp(?), make_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             run.run_id,
             run.started_at_us,
-            run.finished_at_us,
+            now_us(),
             run.as_of_us,
             run.inputs_json,
             run.input_fingerprint,
@@ -129,6 +144,7 @@ pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Resul
             run.blind_devices as i64,
             run.status,
             run.config_toml,
+            run.skipped_json,
         ],
     )
     .context("recording the run in runs")?;
@@ -136,4 +152,66 @@ pub fn load(conn: &mut Connection, run: &RunRecord, files: &StageFiles) -> Resul
         .map_err(db_error)
         .context("committing the run to the database")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::{DataFrame, IntoColumn, NewChunkedArray, StringChunked};
+
+    use super::*;
+
+    /// `runs.finished_at` is the moment the run's rows are in: stamped by `load` itself, after
+    /// the tables are filled, never before the load began.
+    #[test]
+    fn finished_at_is_stamped_after_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rows.parquet");
+        let mut df = DataFrame::new(
+            2,
+            vec![
+                StringChunked::from_iter_values("device_id".into(), ["a", "b"].into_iter())
+                    .into_column(),
+            ],
+        )
+        .unwrap();
+        crate::parquet::writer(std::fs::File::create(&file).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let run = RunRecord {
+            run_id: "r1".into(),
+            started_at_us: 1_000_000,
+            as_of_us: 2_000_000,
+            inputs_json: "[]".into(),
+            skipped_json: "[]".into(),
+            input_fingerprint: "f".into(),
+            rows_in: 2,
+            rows_clean: 2,
+            rows_quarantined: 0,
+            devices: 2,
+            blind_devices: 0,
+            status: "completed".into(),
+            config_toml: String::new(),
+        };
+        let mut conn = open(&dir.path().join("db.duckdb"), 1).unwrap();
+        let before = now_us();
+        let files = StageFiles {
+            telemetry_clean: &file,
+            triage_queue: &file,
+            device_state: &file,
+        };
+        load(&mut conn, &run, &files).unwrap();
+        let (started, finished): (i64, i64) = conn
+            .query_row(
+                "SELECT epoch_us(started_at), epoch_us(finished_at) FROM runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(started, 1_000_000);
+        assert!(
+            finished >= before,
+            "finished_at {finished} before the load began {before}"
+        );
+        assert!(finished <= now_us());
+    }
 }
