@@ -15,13 +15,16 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "sentinel", version, max_term_width = 100)]
 pub struct Cli {
     /// Folder that holds everything the commands read and write: raw/ (telemetry), stage/,
-    /// reports/ and the database. Created when missing. Default: sentinel-out.
+    /// reports/ and the database. Created when missing. Default: the SENTINEL_WORKDIR environment
+    /// variable when set (the container image sets /data), else sentinel-out.
     #[arg(
         long,
         global = true,
         value_name = "DIR",
+        env = "SENTINEL_WORKDIR",
         default_value = "sentinel-out",
-        hide_default_value = true
+        hide_default_value = true,
+        hide_env = true
     )]
     pub workdir: PathBuf,
 
@@ -74,6 +77,26 @@ pub enum Command {
     Run(RunArgs),
     /// Print the effective configuration (built-in defaults with --config applied) as TOML.
     Config,
+    /// Print a shell completion script for bash, zsh or fish on stdout. For bash, for example:
+    /// `sentinel completions bash > ~/.local/share/bash-completion/completions/sentinel`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: `sentinel man > sentinel.1; man ./sentinel.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for: bash, zsh or fish.
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]
@@ -218,11 +241,18 @@ pub struct ChaosArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// Telemetry to recover: a .parquet, .csv, .ndjson or .jsonl file, or a folder of them (read
-    /// in name order). Repeat the flag for several inputs; duplicates and conflicts are found
-    /// across all of them. Required.
+    /// Telemetry to recover: a .parquet, .csv, .ndjson or .jsonl file (CSV and NDJSON also
+    /// compressed as .gz or .zst), or a folder of them, nested folders such as hive-style
+    /// `date=2026-11-30/` partitions included, read in name order. Repeat the flag for several
+    /// inputs; duplicates and conflicts are found across all of them. Required.
     #[arg(long, value_name = "PATH", required = true)]
     pub input: Vec<PathBuf>,
+
+    /// Skip the files of an input folder that are not telemetry (other extensions) instead of
+    /// failing on the first one. Skipped files are listed in the summary and recorded with the
+    /// run (`runs.skipped_inputs`). Default: off, so no file is ever left out silently.
+    #[arg(long)]
+    pub skip_unknown: bool,
 
     /// The moment the telemetry describes (RFC 3339): heartbeats and timeouts are measured from
     /// it, and timestamps more than 5 minutes after it are quarantined. Default: now, in whole

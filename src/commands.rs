@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::analytics::{self, Format, QUERIES, Session};
 use crate::chaos::{self, ChaosOptions};
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunArgs, Shell};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
 use crate::parallel;
@@ -31,7 +32,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
         | Command::Recover(_)
         | Command::Report(_)
         | Command::Run(_) => Some(ws.lock()?),
-        Command::Analyze(_) | Command::Config => None,
+        Command::Analyze(_) | Command::Config | Command::Completions(_) | Command::Man => None,
     };
     let out = Output {
         quiet: cli.quiet,
@@ -40,6 +41,29 @@ pub fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Config => {
             print!("{}", config.to_toml());
+            Ok(0)
+        }
+        Command::Completions(args) => {
+            let shell = match args.shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sentinel", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("writing the completion script")?;
+            Ok(0)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the manual page")?;
+            std::io::stdout()
+                .write_all(&page)
+                .context("writing the manual page")?;
             Ok(0)
         }
         Command::Generate(args) => {
@@ -70,6 +94,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
                 inputs: args.input,
                 as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
                 bucket_rows: recover::BUCKET_ROWS,
+                skip_unknown: args.skip_unknown,
             };
             let summary = recover_step(&config, &opts, &ws, &out)?;
             out.summary(&summary, || recover_text(&summary))?;
@@ -150,6 +175,7 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
         inputs: vec![ws.chaos_telemetry()],
         as_of_us,
         bucket_rows: recover::BUCKET_ROWS,
+        skip_unknown: false,
     };
     let recovered = recover_step(config, &recover_opts, ws, out)?;
     out.step(|| recover_text(&recovered));
@@ -313,8 +339,17 @@ fn recover_text(s: &recover::RecoverSummary) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let skipped = if s.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  skipped {} files that are not telemetry (--skip-unknown): {}",
+            s.skipped.len(),
+            s.skipped.join(", ")
+        )
+    };
     format!(
-        "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s",
+        "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s{}",
         s.run_id,
         s.rows_in,
         s.rows_clean,
@@ -327,7 +362,8 @@ fn recover_text(s: &recover::RecoverSummary) -> String {
         s.cost_usd,
         s.truck_rolls_avoided,
         s.cost_avoided_usd,
-        s.timings.get("total").copied().unwrap_or(0.0)
+        s.timings.get("total").copied().unwrap_or(0.0),
+        skipped
     )
 }
 
