@@ -104,7 +104,7 @@ fn recovered() -> (tempfile::TempDir, Workspace) {
 fn analyze_1m_devices(bencher: Bencher) {
     let (_dir, ws) = recovered();
     bencher.bench(|| {
-        let session = Session::open(&ws.database(), None, 2).unwrap();
+        let session = Session::open(&ws, None, 2).unwrap();
         QUERIES
             .iter()
             .map(|q| session.builtin(*q).unwrap().rows.len())

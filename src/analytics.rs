@@ -5,8 +5,10 @@
 //! run_id, as_of, finished_at, halt_failure_rate, gate_min_devices, min_cohort), filled with bound
 //! parameters from the run's recorded configuration, and the macros `wilson_low(k, n)` and
 //! `wilson_high(k, n)`, the 95% Wilson score interval of k failures in n devices. A user's own
-//! `.sql` file sees the same, and can neither write nor reach outside the database: the connection
-//! is read-only, external access is disabled and the configuration is locked.
+//! `.sql` file sees the same, and can neither write nor read outside the runs' data: the
+//! connection is read-only, file access is confined to `stage/` (the views read the runs' Parquet
+//! files there), the configuration is locked, and only a single query statement may run
+//! ([`Session::query_user`]), so `COPY … TO` cannot overwrite a stage file.
 
 use std::path::Path;
 
@@ -17,7 +19,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::schema;
-use crate::warehouse::db_error;
+use crate::warehouse::{self, db_error};
+use crate::workspace::{ReadersLock, Workspace};
 
 /// One question: its name (the file name without `.sql`) and its SQL.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +73,7 @@ pub struct Run {
 pub struct Session {
     conn: Connection,
     pub run: Run,
+    _readers: Option<ReadersLock>,
 }
 
 /// One cell of a result.
@@ -160,7 +164,10 @@ impl Table {
 
 impl Session {
     /// Opens the database read-only and selects the run: `run_id`, or the run finished last.
-    pub fn open(db: &Path, run_id: Option<&str>, threads: usize) -> Result<Session> {
+    /// The session defines its own views over the runs' stage files where the work directory is
+    /// now, and may read files in `stage/` and nowhere else.
+    pub fn open(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Session> {
+        let db = &ws.database();
         if !db.is_file() {
             bail!(
                 "no database at {} (run `sentinel recover` or `sentinel run` first)",
@@ -170,7 +177,6 @@ impl Session {
         let config = duckdb::Config::default()
             .access_mode(AccessMode::ReadOnly)
             .and_then(|c| c.threads(threads as i64))
-            .and_then(|c| c.enable_external_access(false))
             .and_then(|c| c.enable_autoload_extension(false))
             .with_context(|| format!("configuring DuckDB for {}", db.display()))?;
         let conn = Connection::open_with_flags(db, config)
@@ -186,7 +192,20 @@ impl Session {
                 }
             })
             .with_context(|| format!("opening database {} read-only", db.display()))?;
+        // Held while the session lives: prune waits for it before deleting a run's files.
+        let readers = ws.read_lock()?;
         let run = select_run(&conn, db, run_id)?;
+        // File access is confined to the stage folder (the views read it), then the views are
+        // defined over the work directory's current location.
+        let stage = std::path::absolute(ws.stage_root())
+            .with_context(|| format!("resolving {}", ws.stage_root().display()))?;
+        conn.execute_batch(&format!(
+            "SET allowed_directories = ['{}/']; SET enable_external_access = false;",
+            stage.to_string_lossy().replace('\'', "''")
+        ))
+        .map_err(db_error)
+        .context("confining the session to the stage folder")?;
+        warehouse::define_views(&conn, ws, true)?;
         conn.execute_batch(&format!(
             "CREATE TEMP MACRO wilson_low(k, n) AS
                  CASE WHEN n <= 0 THEN NULL
@@ -220,7 +239,40 @@ impl Session {
         .context("binding the run's parameters")?;
         conn.execute_batch("SET lock_configuration = true;")
             .context("locking the session's configuration")?;
-        Ok(Session { conn, run })
+        Ok(Session {
+            conn,
+            run,
+            _readers: readers,
+        })
+    }
+
+    /// Runs a user's query. Only a query may run: the text is placed inside `SELECT * FROM (…)`,
+    /// which only a single query statement (SELECT, WITH, FROM, VALUES, DESCRIBE, SUMMARIZE, SHOW)
+    /// survives, so a COPY, ATTACH, SET, CREATE, INSERT or several statements are refused before
+    /// anything runs. The session also cannot write the database (read-only) nor touch files
+    /// outside `stage/`; the wrapper is what keeps `COPY … TO` from overwriting a stage file.
+    pub fn query_user(&self, name: &str, sql: &str) -> Result<Table> {
+        let body = sql.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+        let wrapped = format!("SELECT * FROM (\n{body}\n)");
+        // The binding's `prepare` executes every statement but the last, so more than one
+        // statement (a comment closing the parenthesis early, then a COPY) is refused before it.
+        let statements = statement_count(&wrapped)?;
+        if statements > 1 {
+            bail!(
+                "query {name} holds {statements} statements: only one query may run (SELECT, \
+                 WITH, FROM, VALUES, DESCRIBE, SUMMARIZE or SHOW)"
+            );
+        }
+        self.query(name, &wrapped).map_err(|e| {
+            if format!("{e:#}").contains("Parser Error") {
+                e.context(
+                    "only one query may run (SELECT, WITH, FROM, VALUES, DESCRIBE, SUMMARIZE \
+                         or SHOW); statements that change anything are refused",
+                )
+            } else {
+                e
+            }
+        })
     }
 
     /// Runs one query; `name` labels the result and the errors.
@@ -260,6 +312,42 @@ impl Session {
     pub fn builtin(&self, query: Query) -> Result<Table> {
         self.query(query.name, query.sql)
     }
+}
+
+/// How many statements DuckDB's own parser finds in `sql` (0 when it does not parse), counted on a
+/// scratch in-memory database: nothing is executed.
+///
+/// `unsafe` here, and only here: the binding offers no way to split statements without executing
+/// all but the last. The calls follow the C API's contract: every handle is created before use and
+/// destroyed once, on every path.
+#[allow(unsafe_code)]
+fn statement_count(sql: &str) -> Result<usize> {
+    use duckdb::ffi;
+    use std::ptr::null_mut;
+    let text = std::ffi::CString::new(sql).context("a query holds a NUL byte")?;
+    let mut db: ffi::duckdb_database = null_mut();
+    // SAFETY: a null path opens an in-memory database; `db` is an out-pointer we own.
+    if unsafe { ffi::duckdb_open(std::ptr::null(), &mut db) } != ffi::duckdb_state_DuckDBSuccess {
+        bail!("opening a scratch DuckDB to parse a query");
+    }
+    let mut con: ffi::duckdb_connection = null_mut();
+    // SAFETY: `db` is open; `con` is an out-pointer we own.
+    let connected = unsafe { ffi::duckdb_connect(db, &mut con) };
+    if connected != ffi::duckdb_state_DuckDBSuccess {
+        // SAFETY: `db` was opened above and is closed once.
+        unsafe { ffi::duckdb_close(&mut db) };
+        bail!("connecting to a scratch DuckDB to parse a query");
+    }
+    let mut extracted: ffi::duckdb_extracted_statements = null_mut();
+    // SAFETY: `con` is connected, `text` is a NUL-terminated string that outlives the call.
+    let n = unsafe { ffi::duckdb_extract_statements(con, text.as_ptr(), &mut extracted) };
+    // SAFETY: each handle was created above and is destroyed exactly once.
+    unsafe {
+        ffi::duckdb_destroy_extracted(&mut extracted);
+        ffi::duckdb_disconnect(&mut con);
+        ffi::duckdb_close(&mut db);
+    }
+    Ok(n as usize)
 }
 
 /// Finds the run to analyze and its recorded configuration.

@@ -61,8 +61,8 @@ pub enum Command {
     /// change with the reason the sanitizer must give.
     Chaos(ChaosArgs),
     /// Sanitize and triage every report of the inputs, classify every device and plan its
-    /// recovery: writes stage/clean.parquet, stage/triage.parquet, stage/device_state.parquet and
-    /// stage/recovery_plan.csv, and loads the run into sentinel.duckdb in one transaction.
+    /// recovery: writes clean.parquet, triage.parquet, device_state.parquet and recovery_plan.csv
+    /// into stage/<run_id>/, and records the run in sentinel.duckdb in one transaction.
     Recover(RecoverArgs),
     /// Answer the analytics questions (queries/*.sql, compiled in) about one run of the database:
     /// regional failure ranks, cohort and gateway bottlenecks, error mix, the rollout gate, the
@@ -77,11 +77,23 @@ pub enum Command {
     Run(RunArgs),
     /// Print the effective configuration (built-in defaults with --config applied) as TOML.
     Config,
+    /// Keep the N runs that finished last and remove the others: their rows in the run ledger
+    /// (and so in the data views) and their stage files under stage/<run_id>/, together. Reports
+    /// in reports/ stay. Waits for analyze sessions still reading the removed runs.
+    Prune(PruneArgs),
     /// Print a shell completion script for bash, zsh or fish on stdout. For bash, for example:
     /// `sentinel completions bash > ~/.local/share/bash-completion/completions/sentinel`.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: `sentinel man > sentinel.1; man ./sentinel.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// How many runs to keep (the ones that finished last); at least 1. Required.
+    #[arg(long, value_name = "N", required = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
 }
 
 #[derive(Debug, Args)]

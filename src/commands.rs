@@ -18,6 +18,7 @@ use crate::generate::{self, GenerateOptions};
 use crate::parallel;
 use crate::recover::{self, RecoverOptions};
 use crate::report;
+use crate::warehouse;
 use crate::workspace::Workspace;
 
 /// Runs one command; the result is the process exit code.
@@ -31,6 +32,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
         | Command::Chaos(_)
         | Command::Recover(_)
         | Command::Report(_)
+        | Command::Prune(_)
         | Command::Run(_) => Some(ws.lock()?),
         Command::Analyze(_) | Command::Config | Command::Completions(_) | Command::Man => None,
     };
@@ -101,8 +103,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Analyze(args) => {
-            let session =
-                Session::open(&ws.database(), args.run_id.as_deref(), parallel::threads())?;
+            let session = Session::open(&ws, args.run_id.as_deref(), parallel::threads())?;
             let tables = match args.query.as_deref() {
                 None => QUERIES
                     .iter()
@@ -128,7 +129,36 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Run(args) => gauntlet(&config, &ws, &out, args),
+        Command::Prune(args) => {
+            let summary = prune_step(&ws, args.keep)?;
+            out.summary(&summary, || {
+                format!(
+                    "kept {} runs, removed {}{}",
+                    summary.kept.len(),
+                    summary.removed.len(),
+                    if summary.removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", summary.removed.join(", "))
+                    }
+                )
+            })?;
+            Ok(0)
+        }
     }
+}
+
+/// `prune`: the database must exist (there is nothing to prune otherwise).
+fn prune_step(ws: &Workspace, keep: u64) -> Result<warehouse::PruneSummary> {
+    let db = ws.database();
+    if !db.is_file() {
+        bail!(
+            "no database at {} (run `sentinel recover` or `sentinel run` first)",
+            db.display()
+        );
+    }
+    let mut conn = warehouse::open(&db, parallel::threads())?;
+    warehouse::prune(&mut conn, ws, usize::try_from(keep).unwrap_or(usize::MAX))
 }
 
 /// What `run` did, step by step.
@@ -182,7 +212,7 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
 
     // analyze: the rollout gate of this run decides the exit code.
     let gate_table = {
-        let session = Session::open(&ws.database(), Some(&recovered.run_id), parallel::threads())?;
+        let session = Session::open(ws, Some(&recovered.run_id), parallel::threads())?;
         session.builtin(analytics::builtin("rollout_gate").context("the rollout_gate query")?)?
     };
     let col = |name: &str| gate_table.column(name);
@@ -408,7 +438,7 @@ fn user_or_builtin(session: &Session, query: &str) -> Result<analytics::Table> {
         .file_stem()
         .map_or_else(|| query.to_string(), |s| s.to_string_lossy().into_owned());
     session
-        .query(&name, &sql)
+        .query_user(&name, &sql)
         .with_context(|| format!("in query file {}", path.display()))
 }
 

@@ -1,10 +1,10 @@
 //! `recover` (SPEC sections 4, 5 and 7): reads the inputs, sanitizes and triages every report,
 //! classifies every device and plans its recovery, then publishes the stage files and the database.
 //!
-//! Publishing is all or nothing. The stage files are written under temporary names, the row
-//! accounting is checked, the database takes the run in one transaction reading those temporary
-//! files, and only then are the files renamed into place. Any failure before that leaves the
-//! previous outputs and the database as they were.
+//! Publishing is all or nothing. The stage files (`stage/<run_id>/`) are written under temporary
+//! names, the row accounting is checked, the files are renamed into place as one set, and then
+//! the database takes the run (its ledger row, and views over its files) in one transaction. Any
+//! failure before that leaves the previous outputs and the database as they were.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,7 +28,7 @@ use crate::parallel;
 use crate::parquet;
 use crate::sanitize::{self, PRIMARY_REASON, PROBLEMS};
 use crate::schema;
-use crate::warehouse::{self, RunRecord, StageFiles};
+use crate::warehouse::{self, RunRecord};
 use crate::workspace::{self, AtomicFile, Workspace};
 
 /// What `recover` is asked to do.
@@ -213,15 +213,15 @@ struct Sinks {
 }
 
 impl Sinks {
-    fn create(ws: &Workspace) -> Result<Sinks> {
-        let files = [ws.clean(), ws.triage(), ws.device_state()]
+    fn create(ws: &Workspace, run_id: &str) -> Result<Sinks> {
+        let files = [ws.clean(run_id), ws.triage(run_id), ws.device_state(run_id)]
             .iter()
             .map(|d| AtomicFile::create(d))
             .collect::<Result<Vec<_>>>()?;
         Ok(Sinks {
             writers: files.iter().map(|_| None).collect(),
             files,
-            plan: AtomicFile::create(&ws.recovery_plan())?,
+            plan: AtomicFile::create(&ws.recovery_plan(run_id))?,
             plan_rows: 0,
         })
     }
@@ -537,7 +537,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .context("combining the inputs")?;
         lap("read", &mut step);
         let part = compute(raw, config, opts.as_of_us)?;
-        sinks = Sinks::create(ws)?;
+        sinks = Sinks::create(ws, &run_id)?;
         totals.absorb(part, &mut sinks)?;
     } else {
         let dir = ws
@@ -546,7 +546,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         let rows = counts.as_deref().unwrap_or_default();
         let files = partition(&inputs, rows, buckets, dir.path())?;
         lap("read", &mut step);
-        sinks = Sinks::create(ws)?;
+        sinks = Sinks::create(ws, &run_id)?;
         // Buckets are computed on worker threads, several at once (polars runs much of a
         // bucket's plan on one core), and appended in bucket order on this one.
         parallel::ordered(
@@ -605,19 +605,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         status: "completed".into(),
         config_toml: config.to_toml(),
     };
-    let mut conn = warehouse::open(&ws.database(), parallel::threads())?;
-    warehouse::load(
-        &mut conn,
-        &record,
-        &StageFiles {
-            telemetry_clean: staged[0].temp_path(),
-            triage_queue: staged[1].temp_path(),
-            device_state: staged[2].temp_path(),
-        },
-    )?;
-    drop(conn);
-    lap("load", &mut step);
-
+    // The stage files describe one run together: published as a set, then the database takes
+    // the run (its ledger row and the views over its files) in one transaction.
     let mut outputs = BTreeMap::new();
     let mut files = staged;
     files.push(plan_file);
@@ -630,8 +619,11 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             file.dest().display().to_string(),
         );
     }
-    // The stage files describe one run together: published as a set.
     workspace::commit_all(files)?;
+    let mut conn = warehouse::open(&ws.database(), parallel::threads())?;
+    warehouse::publish(&mut conn, &record, ws)?;
+    drop(conn);
+    lap("publish", &mut step);
     outputs.insert("database".into(), ws.database().display().to_string());
     for (name, seconds) in bucket_seconds {
         timings.insert(name.to_string(), seconds);

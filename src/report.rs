@@ -103,7 +103,7 @@ LIMIT 20";
 /// Writes the report of `run_id` (default: the run that finished last).
 pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<ReportSummary> {
     let clock = std::time::Instant::now();
-    let session = Session::open(&ws.database(), run_id, threads)?;
+    let session = Session::open(ws, run_id, threads)?;
     let data = read(&session)?;
     drop(session);
     let id = &data.run.run_id;
@@ -694,9 +694,10 @@ fn html(data: &Data, svgs: &[(&Chart, String)]) -> String {
     let _ = write!(
         out,
         "<h2>Triage sample</h2>\n<p>The first {} of {} quarantined reports, blind spots (P1) first; \
-         the full queue is <code>stage/triage.parquet</code> and the table triage_queue.</p>\n",
+         the full queue is <code>stage/{}/triage.parquet</code> and the view triage_queue.</p>\n",
         data.sample.rows.len().min(TRIAGE_SAMPLE),
-        charts::count(data.kpis.quarantined_rows)
+        charts::count(data.kpis.quarantined_rows),
+        escape_html(&data.run.run_id)
     );
     let _ = html_table(&mut out, &data.sample, &data.sample.rows, &SAMPLE_COLUMNS);
     out.push_str(

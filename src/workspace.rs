@@ -35,24 +35,81 @@ impl Workspace {
         self.root.join("raw").join("chaos_log.parquet")
     }
 
-    /// `stage/clean.parquet`: the clean reports of the last recover.
-    pub fn clean(&self) -> PathBuf {
-        self.root.join("stage").join("clean.parquet")
+    /// `stage/`: one folder per run.
+    pub fn stage_root(&self) -> PathBuf {
+        self.root.join("stage")
     }
 
-    /// `stage/triage.parquet`: the quarantined reports with their reasons.
-    pub fn triage(&self) -> PathBuf {
-        self.root.join("stage").join("triage.parquet")
+    /// `stage/<run_id>/`: the stage files of one run. A published run's files never change.
+    pub fn stage_dir(&self, run_id: &str) -> PathBuf {
+        self.stage_root().join(run_id)
     }
 
-    /// `stage/device_state.parquet`: one row per device with a clean report.
-    pub fn device_state(&self) -> PathBuf {
-        self.root.join("stage").join("device_state.parquet")
+    /// `stage/<run_id>/clean.parquet`: the run's clean reports.
+    pub fn clean(&self, run_id: &str) -> PathBuf {
+        self.stage_dir(run_id).join("clean.parquet")
     }
 
-    /// `stage/recovery_plan.csv`: devices that need an action other than NONE or WAIT.
-    pub fn recovery_plan(&self) -> PathBuf {
-        self.root.join("stage").join("recovery_plan.csv")
+    /// `stage/<run_id>/triage.parquet`: the run's quarantined reports with their reasons.
+    pub fn triage(&self, run_id: &str) -> PathBuf {
+        self.stage_dir(run_id).join("triage.parquet")
+    }
+
+    /// `stage/<run_id>/device_state.parquet`: one row per device with a clean report.
+    pub fn device_state(&self, run_id: &str) -> PathBuf {
+        self.stage_dir(run_id).join("device_state.parquet")
+    }
+
+    /// `stage/<run_id>/recovery_plan.csv`: devices that need an action other than NONE or WAIT.
+    pub fn recovery_plan(&self, run_id: &str) -> PathBuf {
+        self.stage_dir(run_id).join("recovery_plan.csv")
+    }
+
+    /// `stage/.readers.lock`: shared by every session that reads the runs' stage files, taken
+    /// whole by `prune` before it deletes any (see [`Workspace::read_lock`]).
+    fn readers_lock_file(&self) -> PathBuf {
+        self.stage_root().join(".readers.lock")
+    }
+
+    /// Holds the runs' stage files for reading: `prune` waits for every holder before deleting
+    /// the files of the runs it removed. Without a stage folder there is nothing to hold; in a
+    /// work directory this process may not write (an analyst's read-only mount), the lock is taken
+    /// on the existing file, or not at all when there is none.
+    pub fn read_lock(&self) -> Result<Option<ReadersLock>> {
+        if !self.stage_root().is_dir() {
+            return Ok(None);
+        }
+        let path = self.readers_lock_file();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .or_else(|_| File::open(&path));
+        let Ok(file) = file else {
+            return Ok(None);
+        };
+        file.lock_shared()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Some(ReadersLock { _file: file }))
+    }
+
+    /// Waits until no session reads stage files any more and keeps new ones out while held.
+    pub fn readers_exclusive(&self) -> Result<ReadersLock> {
+        fs::create_dir_all(self.stage_root())
+            .with_context(|| format!("creating {}", self.stage_root().display()))?;
+        let path = self.readers_lock_file();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(ReadersLock { _file: file })
     }
 
     /// `reports/`: one folder per reported run.
@@ -141,11 +198,22 @@ impl Workspace {
 
     /// Repairs and removes what a killed writer left: first a half-done publication of several
     /// files ([`commit_all`]) is finished, and a report folder moved aside for a new one is put
-    /// back when the new one never arrived; then `.*.tmp` files in raw/ and stage/, recover's
-    /// bucket folders (`.buckets.*`) and the staging folders (`.<run_id>.*`, `.old.*`) in reports/
-    /// are removed.
+    /// back when the new one never arrived; then these are removed: `.*.tmp` files in raw/,
+    /// stage/ and stage/<run_id>/, recover's bucket folders (`.buckets.*`), run folders a killed
+    /// `prune` was deleting (`stage/.pruned.*`), and the staging folders (`.<run_id>.*`,
+    /// `.old.*`) in reports/.
     fn sweep(&self) {
-        for dir in [self.root.join("raw"), self.root.join("stage")] {
+        let run_dirs = fs::read_dir(self.stage_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path());
+        let dirs: Vec<PathBuf> = [self.root.join("raw"), self.stage_root()]
+            .into_iter()
+            .chain(run_dirs)
+            .collect();
+        for dir in dirs {
             let _ = roll_forward(&dir);
             for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -156,6 +224,15 @@ impl Workspace {
         }
         for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             if entry.file_name().to_string_lossy().starts_with(".buckets.") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        for entry in fs::read_dir(self.stage_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(".pruned.") {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -278,6 +355,11 @@ pub fn commit_all(files: Vec<AtomicFile>) -> Result<()> {
     }
     fs::remove_file(dir.join(JOURNAL)).context("removing the publication journal")?;
     Ok(())
+}
+
+/// A shared or exclusive hold on the runs' stage files; released when dropped.
+pub struct ReadersLock {
+    _file: File,
 }
 
 /// Whether an open file is still the one at `path`.

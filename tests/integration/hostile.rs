@@ -410,8 +410,7 @@ battery = false
         "--as-of",
         AS_OF,
     ]);
-    let stage = w.path("out/stage");
-    let plan = std::fs::read_to_string(stage.join("recovery_plan.csv")).unwrap();
+    let plan = std::fs::read_to_string(w.stage("recovery_plan.csv")).unwrap();
     let mut neutralized = std::collections::BTreeSet::new();
     for line in plan.lines().skip(1) {
         for cell in line.split(',') {

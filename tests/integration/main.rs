@@ -13,3 +13,4 @@ mod recover;
 mod report;
 mod sanitize;
 mod util;
+mod views;

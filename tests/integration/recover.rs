@@ -86,7 +86,7 @@ fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 
 /// (device_id -> (state, action)) from stage/device_state.parquet.
 fn states(w: &Workdir) -> BTreeMap<String, (String, String)> {
-    let df = read_parquet(&w.path("out/stage/device_state.parquet"));
+    let df = read_parquet(&w.stage("device_state.parquet"));
     let (ids, st, ac) = (
         df.column("device_id").unwrap().str().unwrap(),
         df.column("state").unwrap().str().unwrap(),
@@ -107,7 +107,7 @@ fn states(w: &Workdir) -> BTreeMap<String, (String, String)> {
 
 /// (source_row -> (problems joined by ';', priority)) from stage/triage.parquet.
 fn verdicts(w: &Workdir) -> BTreeMap<u64, (String, String)> {
-    let df = read_parquet(&w.path("out/stage/triage.parquet"));
+    let df = read_parquet(&w.stage("triage.parquet"));
     let rows = df.column("source_row").unwrap().u64().unwrap();
     let problems = df.column("problems").unwrap().list().unwrap();
     let priority = df.column("priority").unwrap().str().unwrap();
@@ -239,7 +239,7 @@ fn the_fixture_gives_every_reason_state_and_action_in_every_format() {
         assert_eq!(v, want, "{format}");
 
         // The rationale carries the deciding values.
-        let ds = read_parquet(&w.path("out/stage/device_state.parquet"));
+        let ds = read_parquet(&w.stage("device_state.parquet"));
         let ids = ds.column("device_id").unwrap().str().unwrap();
         let why = ds.column("rationale").unwrap().str().unwrap();
         let of = |d: &str| {
@@ -267,7 +267,7 @@ fn the_recovery_plan_lists_actionable_devices_with_neutralized_cells() {
     let w = Workdir::new();
     let input = write_fixture(&w, "csv");
     recover_json(&w, &[&input], AS_OF);
-    let plan = std::fs::read_to_string(w.path("out/stage/recovery_plan.csv")).unwrap();
+    let plan = std::fs::read_to_string(w.stage("recovery_plan.csv")).unwrap();
     let lines: Vec<&str> = plan.lines().collect();
     assert_eq!(lines.len(), 1 + 12, "{plan}");
     assert!(
@@ -343,7 +343,7 @@ fn an_empty_input_is_an_empty_run() {
         ),
         (Some(0), Some(0), Some(0))
     );
-    assert!(w.path("out/stage/device_state.parquet").exists());
+    assert!(w.stage("device_state.parquet").exists());
 }
 
 #[test]
@@ -461,19 +461,20 @@ fn buckets_give_exactly_the_in_memory_results() {
             .sort(by.to_vec(), SortMultipleOptions::default())
             .unwrap()
     };
+    let id = whole_summary["run_id"].as_str().unwrap().to_string();
     for (file, by) in [
-        (whole.clean(), &["source_index", "source_row"][..]),
-        (whole.triage(), &["source_file", "source_row"][..]),
-        (whole.device_state(), &["device_id"][..]),
+        (whole.clean(&id), &["source_index", "source_row"][..]),
+        (whole.triage(&id), &["source_file", "source_row"][..]),
+        (whole.device_state(&id), &["device_id"][..]),
     ] {
         let name = file.file_name().unwrap().to_owned();
-        let split_file = split.clean().parent().unwrap().join(&name);
+        let split_file = split.stage_dir(&id).join(&name);
         let (a, b) = (sorted(file, by), sorted(split_file, by));
         assert_eq!(a.height(), b.height(), "{name:?}");
         assert!(a.equals_missing(&b), "{name:?} differs");
     }
     let lines = |ws: &Workspace| {
-        let text = std::fs::read_to_string(ws.recovery_plan()).unwrap();
+        let text = std::fs::read_to_string(ws.recovery_plan(&id)).unwrap();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.sort();
         lines

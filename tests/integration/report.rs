@@ -138,13 +138,17 @@ fn run_writes_every_output_and_exits_3_on_halt() {
         "raw/telemetry.parquet",
         "raw/telemetry.chaos.parquet",
         "raw/chaos_log.parquet",
-        "stage/clean.parquet",
-        "stage/triage.parquet",
-        "stage/device_state.parquet",
-        "stage/recovery_plan.csv",
         "sentinel.duckdb",
     ] {
         assert!(w.path("out").join(file).is_file(), "{file}");
+    }
+    for file in [
+        "clean.parquet",
+        "triage.parquet",
+        "device_state.parquet",
+        "recovery_plan.csv",
+    ] {
+        assert!(w.stage(file).is_file(), "stage/<run_id>/{file}");
     }
     let dir = report_dir(&w);
     for chart in CHARTS {

@@ -83,6 +83,19 @@ impl Workdir {
         self.path("out/raw/telemetry.parquet")
     }
 
+    /// `out/stage/<run_id>/<name>` of the run that finished last.
+    pub fn stage(&self, name: &str) -> PathBuf {
+        let db = duckdb::Connection::open(self.path("out/sentinel.duckdb")).expect("database");
+        let run_id: String = db
+            .query_row(
+                "SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("a run");
+        self.path("out/stage").join(run_id).join(name)
+    }
+
     /// Every file below the work directory, relative, sorted.
     pub fn files(&self) -> Vec<String> {
         let mut found = Vec::new();
