@@ -8,13 +8,15 @@
 //! null unless valid) and at most one column reason (`__r_*`); row-level reasons follow.
 //!
 //! Null semantics: a polars filter and its negation both drop rows whose predicate is null, so
-//! every flag here is made non-null (`fill_null(false)`) before it decides anything. Casts from
-//! text are non-strict (a failed parse is null), so each cast is guarded by a format check that
-//! tells a type mismatch from an out-of-range number.
+//! every flag here is made non-null (`fill_null(false)`) before it decides anything. Numbers,
+//! timestamps, ids and versions are parsed by small Rust kernels, one pass per column
+//! ([`format_layer`]): a parsed value is null exactly when the text does not have the column's
+//! format (a TYPE_MISMATCH), so a null tells a mismatch from an out-of-range value.
 
 use polars::prelude::{
-    ChunkApply, DataType, Expr, Field, IntoColumn, LazyFrame, NULL, PolarsResult, TimeUnit,
-    as_struct, col, concat_str, lit, when,
+    BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
+    IntoColumn, LazyFrame, NULL, NewChunkedArray, PolarsResult, StringChunked, TimeUnit, as_struct,
+    col, concat_str, lit, when,
 };
 
 use crate::config::Config;
@@ -39,12 +41,6 @@ pub const PROBLEMS: &str = "problems";
 pub const PRIMARY_REASON: &str = "primary_reason";
 pub const PRIORITY: &str = "priority";
 
-const NUMBER: &str = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$";
-const SPECIAL_FLOAT: &str = r"^[+-]?(nan|inf|infinity)$";
-const INTEGER: &str = r"^[+-]?[0-9]+$";
-const VERSION: &str = r"^[vV]?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$";
-const RFC3339: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
-
 fn n(name: &str) -> String {
     format!("__n_{name}")
 }
@@ -63,10 +59,6 @@ fn ok(name: &str) -> String {
 
 fn flag(e: Expr) -> Expr {
     e.fill_null(lit(false))
-}
-
-fn matches(e: Expr, pattern: &str) -> Expr {
-    flag(e.str().contains(lit(pattern), true))
 }
 
 /// A text column trimmed (Unicode White_Space, as `str::trim`); `normalized` reads it.
@@ -300,149 +292,163 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
     }
 }
 
-/// Per-column format work: parsed numbers (`__x_*`), whether the text has the column's format
-/// (`__ok_*`: numbers, ids, versions) and the lower-cased text of vocabulary columns (`__lc_*`).
-/// Materialized as columns once, because the checks that follow read them many times (polars is
-/// built without common-subexpression elimination here).
+/// Per-column format work, materialized as columns once because the checks that follow read
+/// them many times (polars is built without common-subexpression elimination here): the parsed
+/// value of number and timestamp columns (`__x_*`, null when the text does not have the column's
+/// format), whether id and version texts have theirs (`__ok_*`), and the case-folded text of
+/// vocabulary columns (`__lc_*`). Parsing is one Rust pass per column ([`parse_float`],
+/// [`parse_int`], [`schema::parse_timestamp`], [`schema::is_valid_id`], [`is_version`]): the
+/// equivalent chains of polars string expressions (regex checks, slices and casts per field)
+/// were most of the sanitizer's time.
 fn format_layer(c: &schema::Column) -> Vec<Expr> {
     let t = col(n(c.name));
     match c.kind {
         Kind::Float => {
-            // The tokens nan, inf and infinity match in any case, caselessly as vocabularies do.
-            let is_number =
-                matches(t.clone(), NUMBER).or(matches(folded(t.clone()), SPECIAL_FLOAT));
-            let x = folded(t)
-                .str()
-                .replace(lit("infinity"), lit("inf"), true)
-                .str()
-                .strip_prefix(lit("+"))
-                .cast(DataType::Float64);
-            vec![is_number.alias(ok(c.name)), x.alias(xv(c.name))]
+            vec![kernel(t, DataType::Float64, |s| f64_column(s, parse_float)).alias(xv(c.name))]
         }
         Kind::Int => {
-            let is_int = matches(t.clone(), INTEGER);
-            let x = t.str().strip_prefix(lit("+")).cast(DataType::Int64);
-            vec![is_int.alias(ok(c.name)), x.alias(xv(c.name))]
+            vec![kernel(t, DataType::Int64, |s| i64_column(s, parse_int)).alias(xv(c.name))]
         }
-        // Id and version formats: the regex runs once, its verdict is read twice.
+        Kind::Timestamp => vec![
+            kernel(t, DataType::Int64, |s| {
+                i64_column(s, schema::parse_timestamp)
+            })
+            .alias(xv(c.name)),
+        ],
         Kind::Text => match c.name {
             schema::DEVICE_ID | schema::GATEWAY_ID => {
-                vec![matches(t, schema::ID_PATTERN).alias(ok(c.name))]
+                vec![
+                    kernel(t, DataType::Boolean, |s| {
+                        bool_column(s, schema::is_valid_id)
+                    })
+                    .alias(ok(c.name)),
+                ]
             }
             schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
-                vec![matches(t, VERSION).alias(ok(c.name))]
+                vec![kernel(t, DataType::Boolean, |s| bool_column(s, is_version)).alias(ok(c.name))]
             }
             // Vocabulary columns: case-folded once, compared with every word.
             _ => vec![folded(t).alias(lc(c.name))],
         },
-        Kind::Timestamp => Vec::new(),
     }
 }
 
-fn part(c: &str, p: &str) -> String {
-    format!("__p_{c}_{p}")
+/// Whether a number or timestamp column's text has its format: its parsed value is not null.
+fn parsed_flag(c: &schema::Column) -> Option<Expr> {
+    matches!(c.kind, Kind::Float | Kind::Int | Kind::Timestamp)
+        .then(|| col(xv(c.name)).is_not_null().alias(ok(c.name)))
 }
 
-/// The fields of an RFC 3339 timestamp, read at the fixed positions that the format check
-/// guarantees: year, month, day, hour, minute, second, microseconds (the fraction truncated) and
-/// the offset in seconds. `__ok_*` holds the format check.
-fn timestamp_parts(c: &str) -> Vec<Expr> {
-    let t = col(n(c));
-    let slice = |offset: i64, len: u64| {
-        t.clone()
-            .str()
-            .slice(lit(offset), lit(len))
-            .cast(DataType::Int64)
+/// A Rust function over a text column as an expression of type `dtype`.
+fn kernel(text: Expr, dtype: DataType, f: fn(&StringChunked) -> Column) -> Expr {
+    text.map(
+        move |c| Ok(f(c.str()?)),
+        move |_, field| Ok(Field::new(field.name().clone(), dtype.clone())),
+    )
+}
+
+fn f64_column(s: &StringChunked, parse: fn(&str) -> Option<f64>) -> Column {
+    Float64Chunked::from_iter_options(s.name().clone(), s.iter().map(|v| v.and_then(parse)))
+        .into_column()
+}
+
+fn i64_column(s: &StringChunked, parse: fn(&str) -> Option<i64>) -> Column {
+    Int64Chunked::from_iter_options(s.name().clone(), s.iter().map(|v| v.and_then(parse)))
+        .into_column()
+}
+
+fn bool_column(s: &StringChunked, check: fn(&str) -> bool) -> Column {
+    BooleanChunked::from_iter_options(s.name().clone(), s.iter().map(|v| v.map(check)))
+        .into_column()
+}
+
+/// A float column's text (SPEC section 3): decimal notation (`87`, `-87.5`, `.5`, `5.`, `1e2`;
+/// ASCII digits, at most one sign), or the tokens nan, inf, infinity in any case with at most one
+/// sign. None when it is neither (a TYPE_MISMATCH); NaN and infinities (also `1e400`) come back
+/// as such, to be OUT_OF_RANGE.
+pub fn parse_float(text: &str) -> Option<f64> {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    if is_decimal(unsigned) {
+        let x: f64 = unsigned.parse().ok()?;
+        return Some(if negative { -x } else { x });
+    }
+    match schema::fold(unsigned).as_ref() {
+        "nan" => Some(f64::NAN),
+        "inf" | "infinity" => Some(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }),
+        _ => None,
+    }
+}
+
+/// Unsigned decimal notation: digits with an optional point and at least one digit, then an
+/// optional exponent (`e`/`E`, an optional sign, digits).
+fn is_decimal(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |mut i: usize| {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i, i - start)
     };
-    let frac = t.clone().str().extract(lit(r"\.([0-9]+)"), 1);
-    // Right-pad the fraction to six digits, truncating beyond microseconds.
-    let frac = concat_str([frac, lit("000000")], "", false)
-        .str()
-        .slice(lit(0), lit(6u64))
-        .cast(DataType::Int64)
-        .fill_null(lit(0));
-    let offset = t
-        .clone()
-        .str()
-        .extract(lit(r"([+-][0-9]{2}):([0-9]{2})$"), 0);
-    let off_h = offset
-        .clone()
-        .str()
-        .slice(lit(1), lit(2u64))
-        .cast(DataType::Int64);
-    let off_m = offset
-        .clone()
-        .str()
-        .slice(lit(4), lit(2u64))
-        .cast(DataType::Int64);
-    let sign = when(offset.str().starts_with(lit("-")))
-        .then(lit(-1i64))
-        .otherwise(lit(1i64));
-    vec![
-        matches(t.clone(), RFC3339).alias(ok(c)),
-        slice(0, 4).alias(part(c, "y")),
-        slice(5, 2).alias(part(c, "mo")),
-        slice(8, 2).alias(part(c, "d")),
-        slice(11, 2).alias(part(c, "h")),
-        slice(14, 2).alias(part(c, "mi")),
-        slice(17, 2).alias(part(c, "s")),
-        frac.alias(part(c, "f")),
-        off_h.clone().fill_null(lit(0i64)).alias(part(c, "oh")),
-        off_m.clone().fill_null(lit(0i64)).alias(part(c, "om")),
-        sign.alias(part(c, "sign")),
-    ]
+    let (mut i, whole) = digits(0);
+    let mut fraction = 0;
+    if b.get(i) == Some(&b'.') {
+        (i, fraction) = digits(i + 1);
+    }
+    if whole + fraction == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let (end, exponent) = digits(i);
+        if exponent == 0 {
+            return false;
+        }
+        i = end;
+    }
+    i == b.len()
 }
 
-/// µs since the epoch from the parts (days from the civil date by Howard Hinnant's algorithm),
-/// into `__x_*`, and `__ok_*` narrowed to fields within their ranges.
-fn timestamp_value(c: &str) -> Vec<Expr> {
-    let p = |name: &str| col(part(c, name));
-    let (y, m, d) = (p("y"), p("mo"), p("d"));
-    let (hh, mi, ss) = (p("h"), p("mi"), p("s"));
-    let leap = (y.clone() % lit(4i64))
-        .eq(lit(0i64))
-        .and((y.clone() % lit(100i64)).neq(lit(0i64)))
-        .or((y.clone() % lit(400i64)).eq(lit(0i64)));
-    let month_days = when(m.clone().eq(lit(2i64)))
-        .then(when(leap).then(lit(29i64)).otherwise(lit(28i64)))
-        .when(
-            m.clone()
-                .eq(lit(4i64))
-                .or(m.clone().eq(lit(6i64)))
-                .or(m.clone().eq(lit(9i64)))
-                .or(m.clone().eq(lit(11i64))),
-        )
-        .then(lit(30i64))
-        .otherwise(lit(31i64));
-    let ranges = m
-        .clone()
-        .gt_eq(lit(1i64))
-        .and(m.clone().lt_eq(lit(12i64)))
-        .and(d.clone().gt_eq(lit(1i64)))
-        .and(d.clone().lt_eq(month_days))
-        .and(hh.clone().lt_eq(lit(23i64)))
-        .and(mi.clone().lt_eq(lit(59i64)))
-        .and(ss.clone().lt_eq(lit(59i64)))
-        .and(p("oh").lt_eq(lit(23i64)))
-        .and(p("om").lt_eq(lit(59i64)));
-    let valid = col(ok(c)).and(flag(ranges));
-    let y2 = y - when(m.clone().lt_eq(lit(2i64)))
-        .then(lit(1i64))
-        .otherwise(lit(0i64));
-    let era = y2.clone().floor_div(lit(400i64));
-    let yoe = y2 - era.clone() * lit(400i64);
-    let mp = (m + lit(9i64)) % lit(12i64);
-    let doy = (lit(153i64) * mp + lit(2i64)).floor_div(lit(5i64)) + d - lit(1i64);
-    let doe = yoe.clone() * lit(365i64) + yoe.clone().floor_div(lit(4i64))
-        - yoe.floor_div(lit(100i64))
-        + doy;
-    let days = era * lit(146_097i64) + doe - lit(719_468i64);
-    let offset = p("sign") * (p("oh") * lit(3600i64) + p("om") * lit(60i64));
-    let secs = days * lit(86_400i64) + hh * lit(3600i64) + mi * lit(60i64) + ss - offset;
-    vec![
-        valid.alias(ok(c)),
-        (secs * lit(1_000_000i64) + p("f")).alias(xv(c)),
-    ]
+/// An integer column's text: ASCII digits with at most one sign (`3.0` and `1e2` are not
+/// integers). None when it is not one (a TYPE_MISMATCH); a value beyond 64 bits comes back as
+/// the extreme of its sign, out of every column's range.
+pub fn parse_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let negative = text.starts_with('-');
+    Some(
+        text.strip_prefix('+')
+            .unwrap_or(text)
+            .parse()
+            .unwrap_or(if negative { i64::MIN } else { i64::MAX }),
+    )
+}
+
+/// A semantic version `MAJOR.MINOR.PATCH`, numbers without leading zeros, an optional leading
+/// `v` or `V`.
+pub fn is_version(text: &str) -> bool {
+    let bare = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let mut parts = 0;
+    for part in bare.split('.') {
+        parts += 1;
+        let ok = !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (part.len() == 1 || !part.starts_with('0'));
+        if !ok {
+            return false;
+        }
+    }
+    parts == 3
 }
 
 /// Adds to `raw` (the 17 contract columns as text, plus the source columns) the typed values, a
@@ -519,13 +525,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     .otherwise(lit("P2"));
 
     let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(format_layer).collect();
-    let timestamps: Vec<&str> = schema::COLUMNS
-        .iter()
-        .filter(|c| c.kind == Kind::Timestamp)
-        .map(|c| c.name)
-        .collect();
-    let parts: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_parts(c)).collect();
-    let stamps: Vec<Expr> = timestamps.iter().flat_map(|c| timestamp_value(c)).collect();
+    let stamps: Vec<Expr> = schema::COLUMNS.iter().filter_map(parsed_flag).collect();
     Ok(raw
         .with_columns(
             schema::COLUMNS
@@ -534,7 +534,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
                 .collect::<Vec<_>>(),
         )
         .with_columns(normalized_cols)
-        .with_columns(numbers.into_iter().chain(parts).collect::<Vec<_>>())
+        .with_columns(numbers)
         .with_columns(stamps)
         .with_columns([
             started.alias(v(schema::UPDATE_STARTED_AT)),
