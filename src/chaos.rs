@@ -237,16 +237,9 @@ fn parses_in(column: &str, text: &str) -> bool {
     match column {
         schema::DEVICE_ID | schema::GATEWAY_ID => schema::is_valid_id(text),
         schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED => {
-            let bare = text.strip_prefix(['v', 'V']).unwrap_or(text);
-            let parts: Vec<&str> = bare.split('.').collect();
-            parts.len() == 3
-                && parts.iter().all(|p| {
-                    !p.is_empty()
-                        && p.bytes().all(|b| b.is_ascii_digit())
-                        && (p.len() == 1 || !p.starts_with('0'))
-                })
+            schema::is_version(text)
         }
-        _ => text.parse::<f64>().is_ok(),
+        _ => schema::parse_float(text).is_some(),
     }
 }
 

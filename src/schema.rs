@@ -161,6 +161,95 @@ pub fn fold(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// A float column's text (SPEC section 3): decimal notation (`87`, `-87.5`, `.5`, `5.`, `1e2`;
+/// ASCII digits, at most one sign), or the tokens nan, inf, infinity in any case with at most one
+/// sign. None when it is neither (a TYPE_MISMATCH); NaN and infinities (also `1e400`) come back
+/// as such, to be OUT_OF_RANGE.
+pub fn parse_float(text: &str) -> Option<f64> {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    if is_decimal(unsigned) {
+        let x: f64 = unsigned.parse().ok()?;
+        return Some(if negative { -x } else { x });
+    }
+    match fold(unsigned).as_ref() {
+        "nan" => Some(f64::NAN),
+        "inf" | "infinity" => Some(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }),
+        _ => None,
+    }
+}
+
+/// Unsigned decimal notation: digits with an optional point and at least one digit, then an
+/// optional exponent (`e`/`E`, an optional sign, digits).
+fn is_decimal(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |mut i: usize| {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i, i - start)
+    };
+    let (mut i, whole) = digits(0);
+    let mut fraction = 0;
+    if b.get(i) == Some(&b'.') {
+        (i, fraction) = digits(i + 1);
+    }
+    if whole + fraction == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let (end, exponent) = digits(i);
+        if exponent == 0 {
+            return false;
+        }
+        i = end;
+    }
+    i == b.len()
+}
+
+/// An integer column's text: ASCII digits with at most one sign (`3.0` and `1e2` are not
+/// integers). None when it is not one (a TYPE_MISMATCH); a value beyond 64 bits comes back as
+/// the extreme of its sign, out of every column's range.
+pub fn parse_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let negative = text.starts_with('-');
+    Some(
+        text.strip_prefix('+')
+            .unwrap_or(text)
+            .parse()
+            .unwrap_or(if negative { i64::MIN } else { i64::MAX }),
+    )
+}
+
+/// A semantic version `MAJOR.MINOR.PATCH`, numbers without leading zeros, an optional leading
+/// `v` or `V`.
+pub fn is_version(text: &str) -> bool {
+    let bare = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let mut parts = 0;
+    for part in bare.split('.') {
+        parts += 1;
+        let ok = !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (part.len() == 1 || !part.starts_with('0'));
+        if !ok {
+            return false;
+        }
+    }
+    parts == 3
+}
+
 /// Whether `id` satisfies [`ID_PATTERN`] (used by the generator's own checks and by tests).
 pub fn is_valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
