@@ -80,14 +80,7 @@ impl Workspace {
             return Ok(None);
         }
         let path = self.readers_lock_file();
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .or_else(|_| File::open(&path));
-        let Ok(file) = file else {
+        let Ok(file) = open_lock_file(&path).or_else(|_| File::open(&path)) else {
             return Ok(None);
         };
         file.lock_shared()
@@ -100,13 +93,7 @@ impl Workspace {
         fs::create_dir_all(self.stage_root())
             .with_context(|| format!("creating {}", self.stage_root().display()))?;
         let path = self.readers_lock_file();
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = open_lock_file(&path).with_context(|| format!("opening {}", path.display()))?;
         file.lock()
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(ReadersLock { _file: file })
@@ -153,12 +140,7 @@ impl Workspace {
             .with_context(|| format!("creating the work directory {}", self.root.display()))?;
         let path = self.lock_file();
         loop {
-            let mut file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
+            let mut file = open_lock_file(&path)
                 .with_context(|| format!("opening the lock file {}", path.display()))?;
             match file.try_lock() {
                 Ok(()) => {}
@@ -355,6 +337,16 @@ pub fn commit_all(files: Vec<AtomicFile>) -> Result<()> {
     }
     fs::remove_file(dir.join(JOURNAL)).context("removing the publication journal")?;
     Ok(())
+}
+
+/// Opens (creating when missing, never truncating) a file that carries an operating-system lock.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// A shared or exclusive hold on the runs' stage files; released when dropped.
