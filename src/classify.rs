@@ -6,7 +6,8 @@
 //! null retry_count counts as 0, as the SPEC says.
 
 use polars::prelude::{
-    DataType, Expr, LazyFrame, NULL, PolarsResult, col, concat_str, len, lit, when,
+    DataType, Expr, Field, IntoColumn, LazyFrame, NULL, NewChunkedArray, PolarsResult,
+    StringChunked, col, concat_str, len, lit, when,
 };
 
 use crate::config::Config;
@@ -40,6 +41,38 @@ fn one_of(e: Expr, values: &[&str]) -> Expr {
 /// A value as text for a rationale; `null` when missing.
 fn text(e: Expr) -> Expr {
     e.cast(DataType::String).fill_null(lit("null"))
+}
+
+/// A timestamp (µs, UTC) as a rationale quotes it, `2026-11-24 06:00:00.000000`; `null` when
+/// missing. One Rust pass over the column: polars' own cast formats through chrono's strftime,
+/// which was the largest single item of classify's profile.
+fn time_text(e: Expr) -> Expr {
+    e.map(
+        |c| {
+            let us = c.to_physical_repr();
+            let us = us.i64()?;
+            let mut buf = String::with_capacity(27);
+            let texts = StringChunked::from_iter_values(
+                c.name().clone(),
+                us.iter().map(|v| match v {
+                    Some(us) => {
+                        buf.clear();
+                        schema::write_timestamp(us, &mut buf);
+                        // 2026-11-24T06:00:00.000000Z -> 2026-11-24 06:00:00.000000 (clean
+                        // timestamps have four-digit years: 2000 to as_of + 5 minutes).
+                        if buf.as_bytes().get(10) == Some(&b'T') {
+                            buf.replace_range(10..11, " ");
+                        }
+                        buf.pop();
+                        buf.clone()
+                    }
+                    None => "null".to_string(),
+                }),
+            );
+            Ok(texts.into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
 }
 
 fn sentence(parts: Vec<Expr>) -> Expr {
@@ -310,8 +343,8 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .with_columns([
             stale.alias("stale"),
             // Timestamps as text once: several rationale sentences quote them.
-            text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
-            text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
+            time_text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
+            time_text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
         ])
         .with_columns([state.alias("state")])
         .with_columns([
