@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use polars::io::parquet::write::{BatchedWriter, RowGroupIterColumns};
+use polars::io::parquet::write::{BatchedWriter, RowGroupIterColumns, StatisticsOptions};
 use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError, PolarsResult};
 
 /// The writer settings of every Parquet file Sentinel writes: LZ4 (fast to write and read; these
@@ -16,6 +16,15 @@ use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError,
 pub fn writer<W: Write>(w: W) -> ParquetWriter<W> {
     ParquetWriter::new(w)
         .with_compression(ParquetCompression::Lz4Raw)
+        .set_parallel(false)
+}
+
+/// The writer settings of scratch files that one process writes and reads back at once
+/// (recover's buckets): no compression and no statistics, since nothing prunes or keeps them.
+pub fn scratch_writer<W: Write>(w: W) -> ParquetWriter<W> {
+    ParquetWriter::new(w)
+        .with_compression(ParquetCompression::Uncompressed)
+        .with_statistics(StatisticsOptions::empty())
         .set_parallel(false)
 }
 

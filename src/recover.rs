@@ -298,7 +298,7 @@ fn partition(
             let path = dir.join(format!("bucket-{b:05}.parquet"));
             let file =
                 File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            Ok((path, parquet::writer(file).batched(&schema)?))
+            Ok((path, parquet::scratch_writer(file).batched(&schema)?))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut filled = vec![false; buckets];
