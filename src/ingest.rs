@@ -623,7 +623,11 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
             })?
         }
         Format::Ndjson => {
-            let bytes = contents(path)?;
+            let mut bytes = contents(path)?;
+            // A byte-order mark, as Windows tools write one, is not part of the first record.
+            if bytes.starts_with(b"\xEF\xBB\xBF") {
+                bytes.drain(..3);
+            }
             let present = ndjson_columns(&bytes, &name)?;
             let df = if present.iter().any(|p| *p) {
                 guarded(&name, || {

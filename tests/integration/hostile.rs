@@ -529,3 +529,21 @@ fn wilson_bounds_are_exact_at_the_edges_and_equal_inputs_rank_equal() {
         assert_eq!(row["rank_high"].as_i64(), Some(1), "{row}");
     }
 }
+
+/// Exports from Windows tools open with a UTF-8 byte-order mark: it is not part of the first
+/// column's name (CSV) or of the first record (NDJSON).
+#[test]
+fn a_byte_order_mark_is_not_data() {
+    let w = Workdir::new();
+    let csv = w.path("bom.csv");
+    std::fs::write(&csv, format!("\u{feff}{}", fixture_csv())).unwrap();
+    let (code, s, stderr) = recover(&w, &[&csv], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(&s), FIXTURE_COUNTS);
+    let w = Workdir::new();
+    let ndjson = w.path("bom.ndjson");
+    std::fs::write(&ndjson, format!("\u{feff}{}", fixture_ndjson(0..34))).unwrap();
+    let (code, s, stderr) = recover(&w, &[&ndjson], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(&s), FIXTURE_COUNTS);
+}
