@@ -15,8 +15,8 @@
 
 use polars::prelude::{
     BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
-    IntoColumn, LazyFrame, NULL, NewChunkedArray, PolarsResult, StringChunked, TimeUnit, as_struct,
-    col, concat_str, lit, when,
+    IntoColumn, JoinArgs, JoinType, LazyFrame, MaintainOrderJoin, NULL, NewChunkedArray,
+    PolarsResult, StringChunked, TimeUnit, as_struct, col, concat_str, lit, when,
 };
 
 use crate::config::Config;
@@ -126,6 +126,9 @@ const ROW_REASONS: [(&str, &str); 4] = [
 
 /// Whether the row has any reason at all.
 const BAD: &str = "__bad";
+
+/// The row's position in the frame `annotate` receives (run order).
+const ROW: &str = "__row";
 
 fn code(reason: &str) -> u8 {
     COLUMN_REASONS
@@ -412,8 +415,22 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             .neq(col(v(schema::FIRMWARE_TARGET)))
             .and(col(v(schema::FIRMWARE_REPORTED)).neq(col(v(schema::FIRMWARE_FROM)))),
     ));
+    // DUPLICATE: a row is first when no earlier row has all 17 raw values equal. Comparing whole
+    // rows means encoding every value of every row; but two identical rows also share their raw
+    // device_id and reported_at texts, so only rows whose pair of those repeats (a few percent)
+    // need the whole comparison. They are compared in a frame of their own, in run order, and the
+    // verdict joined back by row position; every other row is first.
     let raw_row = as_struct(schema::COLUMNS.iter().map(|c| col(c.name)).collect());
-    let first = raw_row.is_first_distinct();
+    let pair = as_struct(vec![col(schema::DEVICE_ID), col(schema::REPORTED_AT)]);
+    let raw = raw.with_row_index(ROW, None);
+    let repeats = raw.clone().filter(pair.is_unique().not()).select([
+        col(ROW),
+        raw_row.is_first_distinct().alias("__first_repeat"),
+    ]);
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    let raw = raw.join(repeats, [col(ROW)], [col(ROW)], args);
+    let first = col("__first_repeat").fill_null(lit(true));
     // The key is the normalized id and the parsed time (SPEC section 4): a reported_at that
     // parses takes part even when it is a BAD_TIMESTAMP, and so does a row that is bad in any
     // other column. `__x_reported_at` is meaningful only where `__ok_reported_at` holds.
