@@ -480,21 +480,21 @@ fn contents(path: &Path) -> Result<Vec<u8>> {
     let name = path.display();
     let file = File::open(path).with_context(|| format!("opening {name}"))?;
     let mut bytes = Vec::new();
-    let mut reader: Box<dyn Read> = match Compression::of(path) {
-        Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(file)
-                .with_context(|| format!("{name}: not a readable zstd file"))?,
+    let (mut reader, failure): (Box<dyn Read>, _) = match Compression::of(path) {
+        Compression::None => (Box::new(file), format!("reading {name}")),
+        Compression::Gzip => (
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+            format!("{name}: not a readable gzip file"),
+        ),
+        Compression::Zstd => (
+            Box::new(
+                zstd::stream::read::Decoder::new(file)
+                    .with_context(|| format!("{name}: not a readable zstd file"))?,
+            ),
+            format!("{name}: not a readable zstd file"),
         ),
     };
-    reader
-        .read_to_end(&mut bytes)
-        .with_context(|| match Compression::of(path) {
-            Compression::None => format!("reading {name}"),
-            Compression::Gzip => format!("{name}: not a readable gzip file"),
-            Compression::Zstd => format!("{name}: not a readable zstd file"),
-        })?;
+    reader.read_to_end(&mut bytes).context(failure)?;
     Ok(bytes)
 }
 

@@ -425,11 +425,6 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// The temporary file's path (to hand to a reader before the file is committed).
-    pub fn temp_path(&self) -> &Path {
-        self.tmp.as_ref().expect("not committed").path()
-    }
-
     /// Flushes the file to disk and renames it over the destination.
     pub fn commit(mut self) -> Result<()> {
         let tmp = self.tmp.take().expect("committed once");

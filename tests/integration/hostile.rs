@@ -547,3 +547,27 @@ fn a_byte_order_mark_is_not_data() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(counts(&s), FIXTURE_COUNTS);
 }
+
+#[test]
+fn a_corrupt_compressed_export_is_refused_naming_the_file() {
+    let w = Workdir::new();
+    for (name, bytes, word) in [
+        (
+            "broken.csv.gz",
+            b"\x1f\x8b\x08\x00 not really gzip".to_vec(),
+            "gzip",
+        ),
+        ("broken.ndjson.zst", b"(\xb5/\xfd garbage".to_vec(), "zstd"),
+    ] {
+        let path = w.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, _, stderr) = recover(&w, &[&path], &[]);
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(word),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!w.path("out").exists());
+    }
+}
