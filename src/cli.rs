@@ -34,10 +34,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Worker threads for generation, chaos, recover's buckets, Parquet encoding and queries.
-    /// Default: one per core.
-    #[arg(long, global = true, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads for generation, chaos, recover's buckets, Parquet encoding and queries;
+    /// at least 1. Default: one per core.
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
 
     /// Print nothing on stderr but errors: no progress, no summary.
     #[arg(long, global = true)]
@@ -120,32 +121,18 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Number of devices in the generated fleet; at least 1. Default: 10000.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 10_000,
-        hide_default_value = true,
-        allow_negative_numbers = true
-    )]
-    pub devices: i64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
-    /// Seed of the generator and of chaos. Default: 42.
-    #[arg(
-        long,
-        value_name = "S",
-        default_value_t = 42,
-        hide_default_value = true
-    )]
-    pub seed: u64,
-
-    /// Share of rows chaos corrupts, between 0 and 1. Default: 0.05.
+    /// Share of rows chaos corrupts, between 0 and 1. Chaos uses the fleet's --seed. Default:
+    /// 0.05.
     #[arg(
         long,
         value_name = "R",
         default_value_t = 0.05,
         hide_default_value = true,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_rate
     )]
     pub chaos_rate: f64,
 
@@ -183,20 +170,23 @@ pub struct AnalyzeArgs {
     pub format: Option<crate::analytics::Format>,
 }
 
+/// The synthetic fleet's flags, shared by `generate` and `run`.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// Number of devices in the fleet. About 10% of them send two or three reports, so the file
-    /// holds about 1.13 rows per device. Must be at least 1. Default: 10000.
+pub struct FleetArgs {
+    /// Number of devices in the fleet, at least 1. About 10% of them send two or three reports,
+    /// so the file holds about 1.13 rows per device. Default: 10000.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 10_000,
         hide_default_value = true,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub devices: i64,
+    pub devices: u64,
 
-    /// Seed of the random streams; another seed gives another fleet. Default: 42.
+    /// Seed of the random streams (the generator's, and chaos's in `run`); another seed gives
+    /// another fleet. Default: 42.
     #[arg(
         long,
         value_name = "S",
@@ -204,6 +194,12 @@ pub struct GenerateArgs {
         hide_default_value = true
     )]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     /// The moment the telemetry is exported (RFC 3339, e.g. 2026-11-25T12:00:00Z). All report
     /// times fall before it. Default: now, in whole seconds.
@@ -237,7 +233,8 @@ pub struct ChaosArgs {
         value_name = "R",
         default_value_t = 0.05,
         hide_default_value = true,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_rate
     )]
     pub rate: f64,
 
@@ -271,6 +268,15 @@ pub struct RecoverArgs {
     /// seconds.
     #[arg(long, value_name = "T", value_parser = parse_as_of)]
     pub as_of: Option<i64>,
+}
+
+/// Parses `--rate` and `--chaos-rate`: a share between 0 and 1.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Ok(r) => Err(format!("{r} is not between 0 and 1")),
+        Err(_) => Err(format!("{text:?} is not a number between 0 and 1")),
+    }
 }
 
 /// Parses `--as-of`: an RFC 3339 timestamp, into µs since the epoch.

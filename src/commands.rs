@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::analytics::{self, Format, QUERIES, Session};
@@ -70,8 +70,8 @@ pub fn execute(cli: Cli) -> Result<u8> {
         }
         Command::Generate(args) => {
             let opts = GenerateOptions {
-                devices: devices(args.devices)?,
-                seed: args.seed,
+                devices: args.fleet.devices,
+                seed: args.fleet.seed,
                 as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
                 out: args.out.unwrap_or_else(|| ws.raw_telemetry()),
             };
@@ -84,7 +84,7 @@ pub fn execute(cli: Cli) -> Result<u8> {
                 input: args.input.unwrap_or_else(|| ws.raw_telemetry()),
                 out: args.out.unwrap_or_else(|| ws.chaos_telemetry()),
                 log: args.log.unwrap_or_else(|| ws.chaos_log()),
-                rate: rate("--rate", args.rate)?,
+                rate: args.rate,
                 seed: args.seed,
             };
             let summary = chaos_step(&opts, &out)?;
@@ -185,8 +185,8 @@ struct GateRow {
 fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Result<u8> {
     let as_of_us = args.as_of.unwrap_or_else(now_whole_seconds);
     let generate_opts = GenerateOptions {
-        devices: devices(args.devices)?,
-        seed: args.seed,
+        devices: args.fleet.devices,
+        seed: args.fleet.seed,
         as_of_us,
         out: ws.raw_telemetry(),
     };
@@ -194,8 +194,8 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
         input: ws.raw_telemetry(),
         out: ws.chaos_telemetry(),
         log: ws.chaos_log(),
-        rate: rate("--chaos-rate", args.chaos_rate)?,
-        seed: args.seed,
+        rate: args.chaos_rate,
+        seed: args.fleet.seed,
     };
     let generated = generate_step(config, &generate_opts, out)?;
     out.step(|| generate_text(&generated));
@@ -287,26 +287,12 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
     Ok(exit_code)
 }
 
-fn devices(n: i64) -> Result<u64> {
-    if n < 1 {
-        bail!("--devices must be at least 1, got {n}");
-    }
-    Ok(n as u64)
-}
-
-fn rate(flag: &str, r: f64) -> Result<f64> {
-    if !(0.0..=1.0).contains(&r) {
-        bail!("{flag} must be between 0 and 1, got {r}");
-    }
-    Ok(r)
-}
-
 fn generate_step(
     config: &Config,
     opts: &GenerateOptions,
     out: &Output,
 ) -> Result<generate::GenerateSummary> {
-    let bar = out.progress(opts.devices, "generating devices");
+    let bar = out.progress(opts.devices, "generating", "devices");
     let summary = generate::generate(config, opts, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     Ok(summary)
@@ -330,7 +316,7 @@ fn chaos_step(opts: &ChaosOptions, out: &Output) -> Result<chaos::ChaosSummary> 
             opts.input.display()
         );
     }
-    let bar = out.progress(0, "corrupting rows");
+    let bar = out.progress(0, "corrupting", "rows");
     let summary = chaos::chaos(opts, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     Ok(summary)
@@ -442,6 +428,31 @@ fn user_or_builtin(session: &Session, query: &str) -> Result<analytics::Table> {
         .with_context(|| format!("in query file {}", path.display()))
 }
 
+/// A rate in three significant figures with a K or M suffix: 494K, 1.95M, 812.
+pub fn human_rate(per_sec: f64) -> String {
+    let (value, suffix) = if per_sec >= 1e6 {
+        (per_sec / 1e6, "M")
+    } else if per_sec >= 1e3 {
+        (per_sec / 1e3, "K")
+    } else {
+        (per_sec, "")
+    };
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{suffix}")
+}
+
 /// Where a command's messages go.
 struct Output {
     quiet: bool,
@@ -450,16 +461,24 @@ struct Output {
 
 impl Output {
     /// A progress bar on stderr when it is a terminal; a hidden one otherwise (cron, pipes).
-    fn progress(&self, total: u64, what: &str) -> ProgressBar {
+    /// A progress bar over `total` `unit`s (devices, rows), its rate as a person reads it
+    /// (`494K devices/s`).
+    fn progress(&self, total: u64, what: &str, unit: &'static str) -> ProgressBar {
         if self.quiet || !std::io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+                "{msg} [{bar:30}] {human_pos}/{human_len} {rate} eta {eta}",
             )
             .expect("valid template")
+            .with_key(
+                "rate",
+                move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{} {unit}/s", human_rate(state.per_sec()));
+                },
+            )
             .progress_chars("=> "),
         );
         bar.set_message(what.to_string());
@@ -506,13 +525,12 @@ fn now_whole_seconds() -> i64 {
 }
 
 /// Sizes the thread pools once, before any of them starts.
-fn set_threads(threads: Option<usize>) -> Result<()> {
+fn set_threads(threads: Option<u64>) -> Result<()> {
     let Some(n) = threads else {
         return Ok(());
     };
-    if n == 0 {
-        bail!("--threads must be at least 1");
-    }
+    // clap keeps it at 1 or more.
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
     // polars sizes its pool from this variable when the pool is first used, which is after
     // this point; nothing else runs yet, so no other thread can be reading the environment.
     #[allow(unsafe_code)]
@@ -529,4 +547,19 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_rate;
+
+    #[test]
+    fn rates_read_like_a_person_writes_them() {
+        assert_eq!(human_rate(493_668.18), "494K");
+        assert_eq!(human_rate(1_953_000.0), "1.95M");
+        assert_eq!(human_rate(12_340.0), "12.3K");
+        assert_eq!(human_rate(2_000_000.0), "2M");
+        assert_eq!(human_rate(812.4), "812");
+        assert_eq!(human_rate(0.0), "0");
+    }
 }

@@ -269,8 +269,11 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
 
     w.generate(100, 1);
     for rate in ["1.5", "-0.1", "NaN"] {
-        let err = w.fails(&["chaos", "--rate", rate], 1);
-        assert!(err.contains("--rate"), "{err}");
+        let err = w.fails(&["chaos", "--rate", rate], 2);
+        assert!(
+            err.contains("--rate") && err.contains("between 0 and 1"),
+            "{err}"
+        );
     }
     let err = w.fails(&["chaos", "--rate", "lots"], 2);
     assert!(err.contains("--rate"), "{err}");

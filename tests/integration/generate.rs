@@ -183,10 +183,20 @@ fn fleet_is_clean_reaches_every_state_and_plants_the_bottlenecks() {
 #[test]
 fn bad_arguments_fail_cleanly_and_write_nothing() {
     let w = Workdir::new();
-    let err = w.fails(&["generate", "--devices", "0"], 1);
+    // Usage errors (SPEC section 10): clap's message naming the flag, exit 2.
+    let err = w.fails(&["generate", "--devices", "0"], 2);
     assert!(err.contains("--devices"), "{err}");
-    let err = w.fails(&["generate", "--devices", "-5"], 1);
+    let err = w.fails(&["generate", "--devices", "-5"], 2);
     assert!(err.contains("--devices"), "{err}");
+    let err = w.fails(&["--threads", "0", "generate"], 2);
+    assert!(err.contains("--threads"), "{err}");
+    let err = w.fails(&["run", "--devices", "0"], 2);
+    assert!(err.contains("--devices"), "{err}");
+    let err = w.fails(&["run", "--chaos-rate", "2"], 2);
+    assert!(
+        err.contains("--chaos-rate") && err.contains("between 0 and 1"),
+        "{err}"
+    );
     let err = w.fails(&["generate", "--devices", "many"], 2);
     assert!(err.contains("--devices"), "{err}");
     let err = w.fails(&["generate", "--as-of", "yesterday"], 2);
