@@ -390,3 +390,31 @@ fn report_bad_input_is_a_clear_error_and_writes_nothing() {
     names.sort();
     assert_eq!(names.len(), 11, "{names:?}");
 }
+
+/// report.md and summary.json of the hand-written fixture, pinned: any change to what the exec
+/// report says shows up here (the run id is filtered out).
+#[test]
+fn report_md_and_summary_json_match_their_snapshots() {
+    let w = Workdir::new();
+    std::fs::write(w.path("fleet.csv"), include_str!("../fixtures/fleet.csv")).unwrap();
+    std::fs::write(
+        w.path("small.toml"),
+        "[gate]\nhalt_failure_rate = 0.25\ngate_min_devices = 4\nmin_cohort = 2\n",
+    )
+    .unwrap();
+    let config = ["--quiet", "--config", "small.toml"];
+    w.ok(&[
+        &config[..],
+        &["recover", "--input", "fleet.csv", "--as-of", AS_OF],
+    ]
+    .concat());
+    w.ok(&[&config[..], &["report"]].concat());
+    let dir = report_dir(&w);
+    let run_id = dir.file_name().unwrap().to_string_lossy().to_string();
+    for file in ["report.md", "summary.json"] {
+        let text = std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .replace(&run_id, "[run_id________]");
+        insta::assert_snapshot!(file, text);
+    }
+}
