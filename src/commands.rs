@@ -300,12 +300,12 @@ fn generate_step(
 
 fn generate_text(s: &generate::GenerateSummary) -> String {
     format!(
-        "generated {} devices ({} reports) into {} in {:.2} s ({:.0} devices/s)",
+        "generated {} devices ({} reports) into {} in {:.2} s ({} devices/s)",
         s.devices,
         s.rows,
         s.path.display(),
         s.seconds,
-        s.devices as f64 / s.seconds.max(1e-9)
+        human_rate(s.devices as f64 / s.seconds.max(1e-9))
     )
 }
 
