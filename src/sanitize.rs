@@ -81,13 +81,9 @@ fn lc(name: &str) -> String {
 
 /// A text column in its caseless form ([`schema::fold`]: Unicode full case folding).
 fn folded(text: Expr) -> Expr {
-    text.map(
-        |c| {
-            let folded = c.str()?.apply_values(schema::fold);
-            Ok(folded.into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
-    )
+    kernel(text, DataType::String, |s| {
+        s.apply_values(schema::fold).into_column()
+    })
 }
 
 /// Maps caselessly onto `vocabulary` (stored in its spelling); null when not in it. `folded` is

@@ -57,7 +57,7 @@ pub fn open(db: &Path, threads: usize) -> Result<Connection> {
         .and_then(|c| c.max_memory("4GB"))
         .and_then(|c| c.with("temp_directory", spill.to_string_lossy()))
         // Rows are identified by run_id and source columns, never by insertion order; without
-        // it DuckDB loads in parallel with less memory.
+        // it DuckDB reads and copies (the migration of old tables) in parallel with less memory.
         .and_then(|c| c.with("preserve_insertion_order", "false"))
         .with_context(|| format!("configuring DuckDB for {}", db.display()))?;
     Connection::open_with_flags(db, config)
