@@ -84,6 +84,7 @@ fn recover_options(input: &std::path::Path) -> RecoverOptions {
         as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
         bucket_rows: BUCKET_ROWS,
         skip_unknown: false,
+        shard: None,
     }
 }
 

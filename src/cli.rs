@@ -65,6 +65,14 @@ pub enum Command {
     /// recovery: writes clean.parquet, triage.parquet, device_state.parquet and recovery_plan.csv
     /// into stage/<run_id>/, and records the run in sentinel.duckdb in one transaction.
     Recover(RecoverArgs),
+    /// Split inputs into N shards by device (a stable hash of the device id) as a Parquet
+    /// dataset, partition/shard=K/ by default, so that `recover --shard K/N` can run each shard
+    /// on its own machine or process. The shards' rows add up to the inputs'.
+    Partition(PartitionArgs),
+    /// Check that every shard of a run is recovered, consistent and unaltered, and publish the
+    /// run in sentinel.duckdb in one transaction, as one run (analyze and report then work as
+    /// after a plain recover). Writes the run's merged recovery_plan.csv.
+    Merge(MergeArgs),
     /// Answer the analytics questions (queries/*.sql, compiled in) about one run of the database:
     /// regional failure ranks, cohort and gateway bottlenecks, error mix, the rollout gate, the
     /// state matrix, recovery ROI, the trend across runs and the triage summary.
@@ -87,6 +95,42 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: `sentinel man > sentinel.1; man ./sentinel.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// Telemetry to split, as for `recover --input`: files or folders of Parquet, CSV or NDJSON.
+    /// Repeat the flag for several inputs; every input's rows of one device land in one shard.
+    /// Required.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub input: Vec<PathBuf>,
+
+    /// How many shards, at least 1. Required.
+    #[arg(long, value_name = "N", required = true,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub shards: u32,
+
+    /// Folder to write the dataset into (`_partition.json` and `shard=K/part-00000.parquet`);
+    /// an earlier partition there is replaced. Default: <workdir>/partition.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// The as-of the shards are recovered with unless `recover --as-of` says otherwise (RFC
+    /// 3339), so that every shard of the run measures from one moment. Default: now, in whole
+    /// seconds.
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
+
+    /// Skip the files of an input folder that are not telemetry, as for `recover`.
+    #[arg(long)]
+    pub skip_unknown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The sharded run to merge. Default: the run whose shards finished last.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +312,15 @@ pub struct RecoverArgs {
     /// seconds.
     #[arg(long, value_name = "T", value_parser = parse_as_of)]
     pub as_of: Option<i64>,
+
+    /// Recover only shard K of N (0 <= K < N): the devices whose id hashes to K (see
+    /// `partition`). The input is a dataset written by `partition --shards N`, or any inputs,
+    /// read whole and filtered (then --as-of is required, so that every shard measures from one
+    /// moment). Writes stage/<run_id>/shard=K/ with a manifest and leaves the database alone;
+    /// shards of one run may run at once, anywhere, in any order, and `merge` publishes the run.
+    /// The run id is the one a plain recover of the same inputs has.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Parses `--rate` and `--chaos-rate`: a share between 0 and 1.

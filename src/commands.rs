@@ -26,14 +26,35 @@ pub fn execute(cli: Cli) -> Result<u8> {
     set_threads(cli.threads)?;
     let config = Config::load(cli.config.as_deref())?;
     let ws = Workspace::new(&cli.workdir);
+    // A shard of unsplit inputs needs the one as-of of its run (a partition carries one).
+    if let Command::Recover(args) = &cli.command
+        && args.shard.is_some()
+        && args.as_of.is_none()
+        && !args
+            .input
+            .iter()
+            .any(|p| crate::shard::open_partition(p).is_ok_and(|m| m.is_some()))
+    {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--shard over inputs that `sentinel partition` did not write needs --as-of: \
+                 every shard of a run must measure from the same moment",
+            )
+            .exit();
+    }
     // Commands that write into the work directory hold it; analyze and config only read.
-    let _lock = match cli.command {
+    // Shards of one run share it, with each other only.
+    let _lock = match &cli.command {
+        Command::Recover(args) if args.shard.is_some() => Some(Lock::Shared(ws.lock_shared()?)),
         Command::Generate(_)
         | Command::Chaos(_)
         | Command::Recover(_)
         | Command::Report(_)
         | Command::Prune(_)
-        | Command::Run(_) => Some(ws.lock()?),
+        | Command::Partition(_)
+        | Command::Merge(_)
+        | Command::Run(_) => Some(Lock::Whole(ws.lock()?)),
         Command::Analyze(_) | Command::Config | Command::Completions(_) | Command::Man => None,
     };
     let out = Output {
@@ -92,14 +113,65 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Recover(args) => {
+            // A partitioned input proposes the as-of it was split with.
+            let proposed = args
+                .input
+                .iter()
+                .find_map(|p| crate::shard::open_partition(p).ok().flatten())
+                .map(|m| m.as_of_us);
             let opts = RecoverOptions {
                 inputs: args.input,
-                as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
+                as_of_us: args.as_of.or(proposed).unwrap_or_else(now_whole_seconds),
                 bucket_rows: recover::BUCKET_ROWS,
                 skip_unknown: args.skip_unknown,
+                shard: args.shard,
             };
             let summary = recover_step(&config, &opts, &ws, &out)?;
             out.summary(&summary, || recover_text(&summary))?;
+            Ok(0)
+        }
+        Command::Partition(args) => {
+            let opts = crate::shard::PartitionOptions {
+                inputs: args.input,
+                shards: args.shards,
+                out: args.out.unwrap_or_else(|| ws.partition_dir()),
+                as_of_us: args.as_of.unwrap_or_else(now_whole_seconds),
+                skip_unknown: args.skip_unknown,
+            };
+            let spinner = out.spinner("partitioning by device");
+            let summary = crate::shard::partition(&opts);
+            spinner.finish_and_clear();
+            let summary = summary?;
+            out.summary(&summary, || {
+                format!(
+                    "{} rows into {} shards in {} ({}; {:.2} s)",
+                    summary.rows_in,
+                    summary.shards,
+                    summary.out,
+                    summary
+                        .rows_per_shard
+                        .iter()
+                        .enumerate()
+                        .map(|(k, n)| format!("shard {k}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    summary.seconds
+                )
+            })?;
+            Ok(0)
+        }
+        Command::Merge(args) => {
+            let spinner = out.spinner("merging shards");
+            let summary = crate::shard::merge(&ws, args.run_id.as_deref(), parallel::threads());
+            spinner.finish_and_clear();
+            let summary = summary?;
+            out.summary(&summary, || {
+                format!(
+                    "merged {} shards\n{}",
+                    summary.shards,
+                    recover_text(&summary.run)
+                )
+            })?;
             Ok(0)
         }
         Command::Analyze(args) => {
@@ -146,6 +218,12 @@ pub fn execute(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// A hold on the work directory: whole for a writing command, shared among shard recovers.
+enum Lock {
+    Whole(#[allow(dead_code)] crate::workspace::WorkdirLock),
+    Shared(#[allow(dead_code)] crate::workspace::ReadersLock),
 }
 
 /// `prune`: the database must exist (there is nothing to prune otherwise).
@@ -206,6 +284,7 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
         as_of_us,
         bucket_rows: recover::BUCKET_ROWS,
         skip_unknown: false,
+        shard: None,
     };
     let recovered = recover_step(config, &recover_opts, ws, out)?;
     out.step(|| recover_text(&recovered));
@@ -364,8 +443,11 @@ fn recover_text(s: &recover::RecoverSummary) -> String {
             s.skipped.join(", ")
         )
     };
+    let shard = s.shard.as_ref().map_or(String::new(), |k| {
+        format!(", shard {k} (merge publishes the run)")
+    });
     format!(
-        "run {}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s{}",
+        "run {}{shard}: {} rows in, {} clean, {} quarantined ({})\n  {} devices: {}\n  actions: {}\n  {} blind devices; cost ${:.2}; {} truck rolls avoided (${:.2}); {:.2} s{}",
         s.run_id,
         s.rows_in,
         s.rows_clean,

@@ -22,9 +22,9 @@ use std::sync::{Arc, Once};
 use anyhow::{Context, Result, bail};
 use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
-    ArrowDataType, CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr, Field, IntoLazy,
-    JsonFormat, JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader, TimeUnit, col,
-    concat_str, lit, when,
+    ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr,
+    Field, IntoLazy, JsonFormat, JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader,
+    TimeUnit, col, concat_str, lit, when,
 };
 
 use crate::schema::{self, Kind};
@@ -42,6 +42,9 @@ pub enum Format {
     Parquet,
     Csv,
     Ndjson,
+    /// A part file of `sentinel partition` (`shard=K/part-*.parquet`): the contract columns as
+    /// text and the rows' original `source_file`, `source_row` and `source_index`.
+    Partition,
 }
 
 /// How a CSV or NDJSON file is compressed, by its last extension (`.gz`, `.zst`). Parquet files
@@ -569,7 +572,7 @@ pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
 /// Checks a Parquet input's columns from its footer and returns its row count; None for CSV and
 /// NDJSON, which are read whole (and checked as they are read).
 pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
-    if input.format != Format::Parquet {
+    if !matches!(input.format, Format::Parquet | Format::Partition) {
         return Ok(None);
     }
     let name = input.path.display().to_string();
@@ -584,6 +587,9 @@ pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
 pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> Result<LazyFrame> {
     let path = &input.path;
     let name = path.display().to_string();
+    if input.format == Format::Partition {
+        return read_partition(path, rows);
+    }
     let offset = match (input.format, rows) {
         (Format::Parquet, Some((offset, _))) => offset,
         _ => 0,
@@ -592,7 +598,7 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
     // a scan of the records (NDJSON, whose reader fills absent keys with nulls).
     let mut ndjson_present = None;
     let df: DataFrame = match input.format {
-        Format::Parquet => guarded(&name, || {
+        Format::Parquet | Format::Partition => guarded(&name, || {
             let mut reader = open_parquet(path)?;
             let (present, _) = parquet_columns(&mut reader, &name)?;
             reader
@@ -680,3 +686,152 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
             lit(index as u32).alias(SOURCE_INDEX),
         ]))
 }
+
+/// Reads rows of a part file of `sentinel partition`: the columns [`read`] gives, with the
+/// source columns as the file holds them (where each row came from in the original inputs).
+fn read_partition(path: &Path, rows: Option<(usize, usize)>) -> Result<LazyFrame> {
+    let name = path.display().to_string();
+    let mut order = vec![SOURCE_ROW.to_string()];
+    order.extend(schema::COLUMNS.iter().map(|c| c.name.to_string()));
+    order.extend([SOURCE_FILE.to_string(), SOURCE_INDEX.to_string()]);
+    let df = guarded(&name, || {
+        let mut reader = open_parquet(path)?;
+        let schema = reader
+            .schema()
+            .with_context(|| format!("{name}: not a readable Parquet file"))?;
+        for column in &order {
+            if schema.get(column.as_str()).is_none() {
+                bail!(
+                    "{name}: not a part file of `sentinel partition`: column `{column}` is missing"
+                );
+            }
+        }
+        reader
+            .with_columns(Some(order.clone()))
+            .with_slice(rows)
+            .finish()
+            .with_context(|| format!("{name}: not a readable Parquet file"))
+    })?;
+    for (column, dtype) in df.schema().iter() {
+        let fits = match column.as_str() {
+            SOURCE_ROW | SOURCE_INDEX => dtype.is_integer(),
+            _ => dtype.is_string() || dtype == &DataType::Null,
+        };
+        if !fits {
+            bail!(
+                "{name}: not a part file of `sentinel partition`: column `{column}` has type {dtype}"
+            );
+        }
+    }
+    Ok(df.lazy().select(
+        order
+            .iter()
+            .map(|c| match c.as_str() {
+                SOURCE_ROW => col(c.as_str()).cast(DataType::UInt64),
+                SOURCE_INDEX => col(c.as_str()).cast(DataType::UInt32),
+                _ => col(c.as_str()).cast(DataType::String),
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Where [`split`] sends each row: a part number, or None to leave the row out.
+pub type Key<'a> = dyn Fn(&DataFrame) -> Result<Vec<Option<u32>>> + Sync + 'a;
+
+/// Rows read at a time from a Parquet input while splitting it.
+const SPLIT_ROWS: usize = 1 << 20;
+
+/// Splits the inputs' rows into one Parquet file per path of `parts` by `key`, keeping run order
+/// within each part, and returns each part's row count. `rows` holds each input's row count from
+/// its Parquet footer (None for CSV and NDJSON, which are read whole). Every part file is
+/// written, empty or not, with the columns [`read`] gives; `scratch` chooses the scratch writer
+/// settings (no compression, no statistics) for files read back at once.
+///
+/// Worker threads read and split slices of the inputs; the calling thread appends the pieces to
+/// the part files in slice order, so each part holds its rows in run order.
+pub fn split(
+    inputs: &[Input],
+    rows: &[Option<usize>],
+    key: &Key,
+    parts: &[PathBuf],
+    scratch: bool,
+) -> Result<Vec<u64>> {
+    let slices: Vec<(usize, Option<(usize, usize)>)> = inputs
+        .iter()
+        .zip(rows)
+        .enumerate()
+        .flat_map(|(i, (_, rows))| -> Vec<(usize, Option<(usize, usize)>)> {
+            match rows {
+                Some(rows) => (0..(*rows).max(1))
+                    .step_by(SPLIT_ROWS)
+                    .map(|offset| (i, Some((offset, SPLIT_ROWS.min(rows - offset)))))
+                    .collect(),
+                None => vec![(i, None)],
+            }
+        })
+        .collect();
+    // Every input is read as the same all-text columns, so one schema serves every part file;
+    // the writers exist from the start so that workers can encode row groups for them.
+    let first = &inputs[0];
+    let schema = read_rows(first, 0, Some((0, 0)))?
+        .collect()
+        .with_context(|| format!("reading {}", first.path.display()))?
+        .schema()
+        .clone();
+    let writers = parts
+        .iter()
+        .map(|path| {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let writer = if scratch {
+                crate::parquet::scratch_writer(file)
+            } else {
+                crate::parquet::writer(file)
+            };
+            Ok(writer.batched(&schema)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut counts = vec![0u64; parts.len()];
+    crate::parallel::ordered(
+        slices.len() as u64,
+        |n| {
+            let (i, slice) = slices[n as usize];
+            let input = &inputs[i];
+            let mut df = read_rows(input, i, slice)?
+                .collect()
+                .with_context(|| format!("reading {}", input.path.display()))?;
+            let keys = key(&df)?;
+            let mask: BooleanChunked = keys.iter().map(|k| Some(k.is_some())).collect();
+            if keys.iter().any(Option::is_none) {
+                df = df.filter(&mask)?;
+            }
+            let keys: Vec<u32> = keys.into_iter().flatten().collect();
+            df.with_column(Column::new(PART.into(), keys))?;
+            df.partition_by_stable([PART], true)?
+                .into_iter()
+                .map(|mut part| {
+                    let p = part.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
+                    part.drop_in_place(PART)?;
+                    let encoded = crate::parquet::encode(&writers[p], &part)
+                        .with_context(|| format!("encoding {}", parts[p].display()))?;
+                    Ok((p, encoded))
+                })
+                .collect::<Result<Vec<_>>>()
+        },
+        |_, pieces| {
+            for (p, encoded) in pieces {
+                counts[p] += encoded.rows as u64;
+                crate::parquet::write(&writers[p], encoded)
+                    .with_context(|| format!("writing {}", parts[p].display()))?;
+            }
+            Ok(())
+        },
+    )?;
+    for (w, path) in writers.into_iter().zip(parts) {
+        w.finish()
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(counts)
+}
+
+const PART: &str = "__part";

@@ -5,6 +5,8 @@
 //!                                             │
 //! recover:  ingest ─> sanitize (normalize, validate, triage) ─> classify (latest report, state,
 //!           action, cost) ─> stage Parquet + recovery plan ─> warehouse (DuckDB, one transaction)
+//! scale-out: partition (inputs ─> shard=K/ by device) ─> recover --shard K/N (anywhere, any
+//!           order) ─> merge (checks the N manifests, publishes one run)
 //! analyze:  analytics (queries/*.sql on a read-only DuckDB session)
 //! ```
 //!
@@ -27,5 +29,6 @@ pub mod recover;
 pub mod report;
 pub mod sanitize;
 pub mod schema;
+pub mod shard;
 pub mod warehouse;
 pub mod workspace;

@@ -9,15 +9,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    Column, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, ParquetReader, SerReader,
-    SerWriter, UnionArgs, col, concat, len, lit, when,
+    BooleanChunked, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, ParquetReader,
+    SerReader, SerWriter, UnionArgs, col, concat, len, lit, when,
 };
 use serde::Serialize;
 
@@ -28,6 +27,7 @@ use crate::parallel;
 use crate::parquet;
 use crate::sanitize::{self, PRIMARY_REASON, PROBLEMS};
 use crate::schema;
+use crate::shard::{self, Shard};
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{self, AtomicFile, Workspace};
 
@@ -41,6 +41,9 @@ pub struct RecoverOptions {
     /// Skip an input folder's files of other formats (listed in the summary and the run ledger)
     /// instead of failing on them.
     pub skip_unknown: bool,
+    /// Recover one shard of the run (`--shard K/N`): its stage files and manifest go to
+    /// `stage/<run_id>/shard=K/`, and `merge` publishes the run once every shard is there.
+    pub shard: Option<Shard>,
 }
 
 /// What `recover` did: the summary printed on stderr and, with --json, on stdout.
@@ -67,37 +70,19 @@ pub struct RecoverSummary {
     pub outputs: BTreeMap<String, String>,
     /// Seconds per step.
     pub timings: BTreeMap<String, f64>,
+    /// The shard recovered (`K/N`), when only one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// The run id: a fingerprint of the inputs' contents (in run order), as_of and the configuration.
-fn fingerprints(
-    inputs: &[ingest::Input],
-    as_of_us: i64,
-    config: &Config,
-) -> Result<(String, String)> {
-    let mut all = blake3::Hasher::new();
-    for input in inputs {
-        let mut file =
-            File::open(&input.path).with_context(|| format!("opening {}", input.path.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", input.path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        all.update(hasher.finalize().as_bytes());
-    }
-    let content = all.finalize().to_hex().to_string();
+/// `content` is the inputs' content fingerprint ([`shard::content_fingerprint`]).
+fn run_id(content: &str, as_of_us: i64, config: &Config) -> String {
     let mut run = blake3::Hasher::new();
     run.update(content.as_bytes());
     run.update(&as_of_us.to_le_bytes());
     run.update(config.to_toml().as_bytes());
-    Ok((run.finalize().to_hex()[..16].to_string(), content))
+    run.finalize().to_hex()[..16].to_string()
 }
 
 /// Counts of `column`'s values in `df`, as a sorted map.
@@ -171,9 +156,6 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
 /// on two threads 500,000-row buckets peaked at 2.5-3.0 GB, too close to the 3 GiB budget.
 pub const BUCKET_ROWS: usize = 400_000;
 
-/// Rows read from a Parquet input at a time while splitting it into buckets.
-const READ_ROWS: usize = 1 << 20;
-
 /// The run's totals, summed over buckets.
 #[derive(Default)]
 struct Totals {
@@ -210,19 +192,22 @@ struct Sinks {
     writers: Vec<Option<BatchedWriter<File>>>,
     plan: AtomicFile,
     plan_rows: u64,
+    plan_data_rows: u64,
 }
 
 impl Sinks {
-    fn create(ws: &Workspace, run_id: &str) -> Result<Sinks> {
-        let files = [ws.clean(run_id), ws.triage(run_id), ws.device_state(run_id)]
+    /// Starts the stage files in `dir` (the run's folder, or one shard's).
+    fn create(dir: &Path) -> Result<Sinks> {
+        let files = workspace::STAGE_FILES
             .iter()
-            .map(|d| AtomicFile::create(d))
+            .map(|name| AtomicFile::create(&dir.join(name)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Sinks {
             writers: files.iter().map(|_| None).collect(),
             files,
-            plan: AtomicFile::create(&ws.recovery_plan(run_id))?,
+            plan: AtomicFile::create(&dir.join(workspace::RECOVERY_PLAN))?,
             plan_rows: 0,
+            plan_data_rows: 0,
         })
     }
 
@@ -248,6 +233,7 @@ impl Sinks {
             .finish(plan)
             .with_context(|| format!("writing {}", self.plan.dest().display()))?;
         self.plan_rows += plan.height() as u64 + 1;
+        self.plan_data_rows += plan.height() as u64;
         Ok(())
     }
 
@@ -262,100 +248,6 @@ impl Sinks {
         Ok((self.files, self.plan))
     }
 }
-
-/// Splits the inputs into `buckets` Parquet files in `dir` by a hash of the trimmed device id,
-/// keeping run order within each. Returns the files of the buckets that received rows.
-/// `rows` holds each input's row count, from its Parquet footer.
-///
-/// Worker threads read and split slices of the inputs; the calling thread appends the pieces to
-/// the bucket files in slice order, so each bucket holds its rows in run order.
-fn partition(
-    inputs: &[ingest::Input],
-    rows: &[usize],
-    buckets: usize,
-    dir: &Path,
-) -> Result<Vec<PathBuf>> {
-    let slices: Vec<(usize, usize, usize)> = inputs
-        .iter()
-        .zip(rows)
-        .enumerate()
-        .flat_map(|(i, (_, &rows))| {
-            (0..rows.max(1))
-                .step_by(READ_ROWS)
-                .map(move |offset| (i, offset, READ_ROWS.min(rows - offset)))
-        })
-        .collect();
-    // Every input is read as the same all-text columns, so one schema serves every bucket file;
-    // the writers exist from the start so that workers can encode row groups for them.
-    let first = &inputs[0];
-    let schema = ingest::read_rows(first, 0, Some((0, 0)))?
-        .collect()
-        .with_context(|| format!("reading {}", first.path.display()))?
-        .schema()
-        .clone();
-    let writers = (0..buckets)
-        .map(|b| {
-            let path = dir.join(format!("bucket-{b:05}.parquet"));
-            let file =
-                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            Ok((path, parquet::scratch_writer(file).batched(&schema)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut filled = vec![false; buckets];
-    parallel::ordered(
-        slices.len() as u64,
-        |n| {
-            let (i, offset, len) = slices[n as usize];
-            let input = &inputs[i];
-            let mut df = ingest::read_rows(input, i, Some((offset, len)))?
-                .collect()
-                .with_context(|| format!("reading {}", input.path.display()))?;
-            let ids = df.column(schema::DEVICE_ID)?.str()?.clone();
-            let bucket: Vec<u32> = ids
-                .iter()
-                .map(|id| {
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    id.map(str::trim).unwrap_or("").hash(&mut h);
-                    (h.finish() % buckets as u64) as u32
-                })
-                .collect();
-            df.with_column(Column::new(BUCKET.into(), bucket))?;
-            df.partition_by_stable([BUCKET], true)?
-                .into_iter()
-                .map(|mut part| {
-                    let b = part.column(BUCKET)?.u32()?.get(0).unwrap_or(0) as usize;
-                    part.drop_in_place(BUCKET)?;
-                    let (path, w) = &writers[b];
-                    let encoded = parquet::encode(w, &part)
-                        .with_context(|| format!("encoding {}", path.display()))?;
-                    Ok((b, encoded))
-                })
-                .collect::<Result<Vec<_>>>()
-        },
-        |_, parts| {
-            for (b, encoded) in parts {
-                let (path, w) = &writers[b];
-                filled[b] |= encoded.rows > 0;
-                parquet::write(w, encoded)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
-        },
-    )?;
-    let mut files = Vec::with_capacity(buckets);
-    for ((path, w), filled) in writers.into_iter().zip(filled) {
-        w.finish()
-            .with_context(|| format!("writing {}", path.display()))?;
-        if filled {
-            files.push(path);
-        } else {
-            std::fs::remove_file(&path).ok();
-        }
-    }
-    Ok(files)
-}
-
-const BUCKET: &str = "__bucket";
 
 /// One bucket's results (or the whole run's), ready to be appended to the stage files.
 struct Part {
@@ -492,6 +384,14 @@ impl Totals {
     }
 }
 
+/// The bucket of a row among `buckets`: a hash of its trimmed device id. Another hash than the
+/// shard's ([`shard::shard_of`]), so that the buckets of one shard are not lopsided.
+fn bucket_of(id: Option<&str>, buckets: u64) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.map(str::trim).unwrap_or("").hash(&mut h);
+    (h.finish() % buckets) as u32
+}
+
 /// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
 pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
     let started_at_us = warehouse::now_us();
@@ -503,23 +403,50 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     };
     let mut step = Instant::now();
 
-    let ingest::Resolved { inputs, skipped } = ingest::resolve(&opts.inputs, opts.skip_unknown)?;
-    let skipped: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
-    let (run_id, fingerprint) = fingerprints(&inputs, opts.as_of_us, config)?;
+    let source = shard::source(&opts.inputs, opts.skip_unknown, opts.shard)?;
+    let inputs = &source.inputs;
+    let fingerprint = match &source.fingerprint {
+        Some(f) => f.clone(),
+        None => shard::content_fingerprint(inputs)?,
+    };
+    let run_id = run_id(&fingerprint, opts.as_of_us, config);
+    // A shard writes into its own folder, held against a second process on the same shard.
+    let (out_dir, _shard_lock) = match opts.shard {
+        Some(s) => (
+            ws.shard_dir(&run_id, s.index),
+            Some(ws.shard_lock(&run_id, s)?),
+        ),
+        None => (ws.stage_dir(&run_id), None),
+    };
     // Inputs of at most `bucket_rows` rows are processed in one piece. Larger ones are split
     // by a hash of the trimmed device id into buckets of about `bucket_rows` rows, each sanitized
     // and classified on its own: every rule that relates rows (DUPLICATE, CONFLICT, the latest
     // report, blind devices, priority) relates rows of one device id, so one bucket holds all of
-    // them, in run order. Memory is bounded by the bucket, not the fleet.
+    // them, in run order. Memory is bounded by the bucket, not the fleet. A shard of unsplit
+    // inputs keeps only its devices' rows, as they are read.
     // Row counts from the Parquet footers; None for CSV and NDJSON, which are read whole.
     let counts = inputs
         .iter()
         .map(ingest::parquet_rows)
-        .collect::<Result<Option<Vec<usize>>>>()?;
+        .collect::<Result<Vec<Option<usize>>>>()?;
     let bucket_rows = opts.bucket_rows.max(1);
-    let buckets = counts
-        .as_ref()
-        .map_or(1, |c| c.iter().sum::<usize>().div_ceil(bucket_rows).max(1));
+    let share = source.filter.map_or(1, |s| s.count as usize);
+    let buckets = if counts.iter().all(Option::is_some) {
+        (counts.iter().flatten().sum::<usize>() / share)
+            .div_ceil(bucket_rows)
+            .max(1)
+    } else {
+        1
+    };
+    let filter = source.filter;
+    let keep = |df: DataFrame| -> Result<DataFrame> {
+        let Some(s) = filter else { return Ok(df) };
+        let mask: BooleanChunked = shard::shards_of(&df, s.count)?
+            .into_iter()
+            .map(|k| Some(k == s.index))
+            .collect();
+        Ok(df.filter(&mask)?)
+    };
     // The stage files are created once every input has been read: bad input leaves no trace.
     let mut totals = Totals::default();
     let mut sinks;
@@ -529,7 +456,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             let frame = ingest::read(input, i)?
                 .collect()
                 .with_context(|| format!("reading {}", input.path.display()))?;
-            frames.push(frame.lazy());
+            frames.push(keep(frame)?.lazy());
         }
         let raw = concat(frames, UnionArgs::default())
             .context("combining the inputs")?
@@ -537,16 +464,42 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .context("combining the inputs")?;
         lap("read", &mut step);
         let part = compute(raw, config, opts.as_of_us)?;
-        sinks = Sinks::create(ws, &run_id)?;
+        sinks = Sinks::create(&out_dir)?;
         totals.absorb(part, &mut sinks)?;
     } else {
         let dir = ws
             .bucket_dir()
             .context("creating a folder for the buckets")?;
-        let rows = counts.as_deref().unwrap_or_default();
-        let files = partition(&inputs, rows, buckets, dir.path())?;
+        let paths: Vec<PathBuf> = (0..buckets)
+            .map(|b| dir.path().join(format!("bucket-{b:05}.parquet")))
+            .collect();
+        let n = buckets as u64;
+        let key = |df: &DataFrame| -> Result<Vec<Option<u32>>> {
+            let ids = df.column(schema::DEVICE_ID)?.str()?;
+            Ok(match filter {
+                None => ids.iter().map(|id| Some(bucket_of(id, n))).collect(),
+                Some(s) => ids
+                    .iter()
+                    .map(|id| (shard::shard_of(id, s.count) == s.index).then(|| bucket_of(id, n)))
+                    .collect(),
+            })
+        };
+        let filled = ingest::split(inputs, &counts, &key, &paths, true)?;
+        let mut files = Vec::with_capacity(buckets);
+        for (path, rows) in paths.into_iter().zip(filled) {
+            if rows > 0 {
+                files.push(path);
+            } else {
+                std::fs::remove_file(&path).ok();
+            }
+        }
         lap("read", &mut step);
-        sinks = Sinks::create(ws, &run_id)?;
+        sinks = Sinks::create(&out_dir)?;
+        if files.is_empty() {
+            // A shard without a single row still gets its (empty) files and manifest.
+            let empty = ingest::read_rows(&inputs[0], 0, Some((0, 0)))?.collect()?;
+            totals.absorb(compute(empty, config, opts.as_of_us)?, &mut sinks)?;
+        }
         // Buckets are computed on worker threads, several at once (polars runs much of a
         // bucket's plan on one core), and appended in bucket order on this one.
         parallel::ordered(
@@ -565,7 +518,9 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         )?;
     }
     step = Instant::now();
+    let plan_rows = sinks.plan_data_rows;
     let (staged, plan_file) = sinks.finish()?;
+    let (cost_raw, avoided_raw) = (totals.cost_usd, totals.cost_avoided_usd);
     totals.cost_usd = cents(totals.cost_usd);
     totals.cost_avoided_usd = cents(totals.cost_avoided_usd);
     lap("finish", &mut step);
@@ -585,28 +540,6 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         truck_rolls_avoided,
         ..
     } = totals;
-    let record = RunRecord {
-        run_id: run_id.clone(),
-        started_at_us,
-        as_of_us: opts.as_of_us,
-        inputs_json: serde_json::to_string(
-            &inputs
-                .iter()
-                .map(|i| i.path.display().to_string())
-                .collect::<Vec<_>>(),
-        )?,
-        skipped_json: serde_json::to_string(&skipped)?,
-        input_fingerprint: fingerprint,
-        rows_in,
-        rows_clean,
-        rows_quarantined,
-        devices,
-        blind_devices: blind,
-        status: "completed".into(),
-        config_toml: config.to_toml(),
-    };
-    // The stage files describe one run together: published as a set, then the database takes
-    // the run (its ledger row and the views over its files) in one transaction.
     let mut outputs = BTreeMap::new();
     let mut files = staged;
     files.push(plan_file);
@@ -619,12 +552,77 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             file.dest().display().to_string(),
         );
     }
-    workspace::commit_all(files)?;
-    let mut conn = warehouse::open(&ws.database(), parallel::threads())?;
-    warehouse::publish(&mut conn, &record, ws)?;
-    drop(conn);
-    lap("publish", &mut step);
-    outputs.insert("database".into(), ws.database().display().to_string());
+    if let Some(s) = opts.shard {
+        // A shard publishes its files and manifest as one set; `merge` takes the run to the
+        // database once every shard is there.
+        let mut entries = BTreeMap::new();
+        for (file, rows) in files
+            .iter()
+            .zip([rows_clean, rows_quarantined, devices, plan_rows])
+        {
+            let name = file
+                .dest()
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            entries.insert(name, shard::file_entry(&file.temp_path()?, rows)?);
+        }
+        let manifest = shard::ShardManifest {
+            format: shard::ShardManifest::new_format(),
+            run_id: run_id.clone(),
+            shard: s.index,
+            shards: s.count,
+            as_of_us: opts.as_of_us,
+            inputs: source.recorded.clone(),
+            skipped: source.skipped.clone(),
+            input_fingerprint: fingerprint.clone(),
+            config_toml: config.to_toml(),
+            started_at_us,
+            finished_at_us: warehouse::now_us(),
+            rows_in,
+            rows_clean,
+            rows_quarantined,
+            devices,
+            blind_devices: blind,
+            quarantined_by_reason: reasons.clone(),
+            devices_by_state: states.clone(),
+            devices_by_action: actions.clone(),
+            cost_usd: cost_raw,
+            cost_avoided_usd: avoided_raw,
+            truck_rolls_avoided,
+            files: entries,
+        };
+        let dest = out_dir.join(shard::SHARD_MANIFEST);
+        files.push(shard::manifest_file(&dest, &manifest)?);
+        outputs.insert(shard::SHARD_MANIFEST.into(), dest.display().to_string());
+        workspace::commit_all(files)?;
+        lap("publish", &mut step);
+    } else {
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            started_at_us,
+            as_of_us: opts.as_of_us,
+            inputs_json: serde_json::to_string(&source.recorded)?,
+            skipped_json: serde_json::to_string(&source.skipped)?,
+            input_fingerprint: fingerprint,
+            rows_in,
+            rows_clean,
+            rows_quarantined,
+            devices,
+            blind_devices: blind,
+            status: "completed".into(),
+            config_toml: config.to_toml(),
+            shards: None,
+        };
+        // The stage files describe one run together: published as a set, then the database
+        // takes the run (its ledger row and the views over its files) in one transaction.
+        workspace::commit_all(files)?;
+        let mut conn = warehouse::open(&ws.database(), parallel::threads())?;
+        warehouse::publish(&mut conn, &record, ws)?;
+        drop(conn);
+        lap("publish", &mut step);
+        outputs.insert("database".into(), ws.database().display().to_string());
+    }
     for (name, seconds) in bucket_seconds {
         timings.insert(name.to_string(), seconds);
     }
@@ -632,11 +630,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     Ok(RecoverSummary {
         run_id,
         as_of: schema::format_timestamp(opts.as_of_us),
-        inputs: inputs
-            .iter()
-            .map(|i| i.path.display().to_string())
-            .collect(),
-        skipped,
+        inputs: source.recorded,
+        skipped: source.skipped,
         rows_in,
         rows_clean,
         rows_quarantined,
@@ -650,5 +645,6 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         cost_avoided_usd,
         outputs,
         timings,
+        shard: opts.shard.map(|s| s.to_string()),
     })
 }

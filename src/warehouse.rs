@@ -39,6 +39,8 @@ pub struct RunRecord {
     pub status: String,
     /// The effective configuration as TOML.
     pub config_toml: String,
+    /// How many shards the run was recovered in (`merge`); None for a plain recover.
+    pub shards: Option<u32>,
 }
 
 /// The data tables, as views over each run's stage file of that name (SPEC section 7).
@@ -110,9 +112,11 @@ fn ensure_runs(conn: &Connection) -> Result<()> {
             blind_devices BIGINT,
             status VARCHAR,
             config VARCHAR,
-            skipped_inputs VARCHAR
+            skipped_inputs VARCHAR,
+            shards INTEGER
         );
-        ALTER TABLE runs ADD COLUMN IF NOT EXISTS skipped_inputs VARCHAR;",
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS skipped_inputs VARCHAR;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS shards INTEGER;",
     )
     .context("creating table runs")
 }
@@ -162,21 +166,34 @@ fn migrate_tables(conn: &Connection, ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// The completed runs whose stage files are all in place, oldest first.
-fn published_runs(conn: &Connection, ws: &Workspace) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare("SELECT run_id FROM runs WHERE status = 'completed' ORDER BY finished_at, run_id")
+/// The completed runs whose stage files are all in place, oldest first, with their shard counts.
+fn published_runs(conn: &Connection, ws: &Workspace) -> Result<Vec<(String, Option<u32>)>> {
+    // A ledger of an earlier version may lack the column; the views are defined before any
+    // writer adds it.
+    let has_shards: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM information_schema.columns
+             WHERE table_name = 'runs' AND column_name = 'shards'",
+            [],
+            |r| r.get(0),
+        )
         .context("reading the run ledger")?;
-    let runs: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
+    let shards = if has_shards { "shards" } else { "NULL" };
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT run_id, {shards} FROM runs WHERE status = 'completed' ORDER BY finished_at, run_id"
+        ))
+        .context("reading the run ledger")?;
+    let runs: Vec<(String, Option<u32>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<duckdb::Result<_>>()
         .context("reading the run ledger")?;
     Ok(runs
         .into_iter()
-        .filter(|id| {
+        .filter(|(id, shards)| {
             DATA_TABLES
                 .iter()
-                .all(|(_, file)| ws.stage_dir(id).join(file).is_file())
+                .all(|(_, file)| ws.run_files(id, file, *shards).iter().all(|f| f.is_file()))
         })
         .collect())
 }
@@ -194,13 +211,20 @@ pub fn define_views(conn: &Connection, ws: &Workspace, temp: bool) -> Result<()>
             }
             continue;
         }
+        // Files are listed, not globbed, and read without hive partitioning, so that a sharded
+        // run's views have the columns of a plain one.
         let selects = runs
             .iter()
-            .map(|id| {
+            .map(|(id, shards)| {
+                let files = ws
+                    .run_files(id, file, *shards)
+                    .iter()
+                    .map(|f| path_literal(f))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(format!(
-                    "SELECT {} AS run_id, * FROM read_parquet({})",
+                    "SELECT {} AS run_id, * FROM read_parquet([{}], hive_partitioning = false)",
                     literal(id),
-                    path_literal(&ws.stage_dir(id).join(file))?
+                    files.join(", ")
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -228,8 +252,8 @@ pub fn publish(conn: &mut Connection, run: &RunRecord, ws: &Workspace) -> Result
     tx.execute(
         "INSERT INTO runs (run_id, started_at, finished_at, as_of, inputs, input_fingerprint,
                            rows_in, rows_clean, rows_quarantined, devices, blind_devices, status,
-                           config, skipped_inputs)
-         VALUES (?, make_timestamp(?), make_timestamp(?), make_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           config, skipped_inputs, shards)
+         VALUES (?, make_timestamp(?), make_timestamp(?), make_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             run.run_id,
             run.started_at_us,
@@ -245,6 +269,7 @@ pub fn publish(conn: &mut Connection, run: &RunRecord, ws: &Workspace) -> Result
             run.status,
             run.config_toml,
             run.skipped_json,
+            run.shards,
         ],
     )
     .context("recording the run in runs")?;
@@ -300,6 +325,14 @@ pub fn prune(conn: &mut Connection, ws: &Workspace, keep: usize) -> Result<Prune
         if !entry.path().is_dir() || name.starts_with('.') || kept.contains(&name) {
             continue;
         }
+        // Shards recovered but not merged yet (in no ledger row) are work in progress.
+        if !runs.contains(&name)
+            && crate::shard::shard_folders(&entry.path())
+                .iter()
+                .any(|(_, d)| d.join(crate::shard::SHARD_MANIFEST).is_file())
+        {
+            continue;
+        }
         // Out of sight first: a prune killed while deleting leaves a dot-folder that the next
         // writer's sweep removes.
         let trash = ws.stage_root().join(format!(".pruned.{name}"));
@@ -353,6 +386,7 @@ mod tests {
             blind_devices: 0,
             status: "completed".into(),
             config_toml: String::new(),
+            shards: None,
         };
         let mut conn = open(&ws.database(), 1).unwrap();
         let before = now_us();

@@ -47,22 +47,104 @@ impl Workspace {
 
     /// `stage/<run_id>/clean.parquet`: the run's clean reports.
     pub fn clean(&self, run_id: &str) -> PathBuf {
-        self.stage_dir(run_id).join("clean.parquet")
+        self.stage_dir(run_id).join(STAGE_FILES[0])
     }
 
     /// `stage/<run_id>/triage.parquet`: the run's quarantined reports with their reasons.
     pub fn triage(&self, run_id: &str) -> PathBuf {
-        self.stage_dir(run_id).join("triage.parquet")
+        self.stage_dir(run_id).join(STAGE_FILES[1])
     }
 
     /// `stage/<run_id>/device_state.parquet`: one row per device with a clean report.
     pub fn device_state(&self, run_id: &str) -> PathBuf {
-        self.stage_dir(run_id).join("device_state.parquet")
+        self.stage_dir(run_id).join(STAGE_FILES[2])
     }
 
-    /// `stage/<run_id>/recovery_plan.csv`: devices that need an action other than NONE or WAIT.
+    /// `stage/<run_id>/recovery_plan.csv`: devices that need an action other than NONE or WAIT
+    /// (of a sharded run: every shard's, written by `merge`).
     pub fn recovery_plan(&self, run_id: &str) -> PathBuf {
-        self.stage_dir(run_id).join("recovery_plan.csv")
+        self.stage_dir(run_id).join(RECOVERY_PLAN)
+    }
+
+    /// `stage/<run_id>/shard=<k>/`: one shard's stage files, recovery plan and manifest
+    /// (`recover --shard K/N`). The run's data views read the shards' files once merged.
+    pub fn shard_dir(&self, run_id: &str, k: u32) -> PathBuf {
+        self.stage_dir(run_id).join(format!("shard={k}"))
+    }
+
+    /// The stage file `name` of a published run: the run folder's own, or, for a sharded run
+    /// of `shards` shards, every shard's in shard order.
+    pub fn run_files(&self, run_id: &str, name: &str, shards: Option<u32>) -> Vec<PathBuf> {
+        match shards {
+            Some(n) => (0..n)
+                .map(|k| self.shard_dir(run_id, k).join(name))
+                .collect(),
+            None => vec![self.stage_dir(run_id).join(name)],
+        }
+    }
+
+    /// `partition/`: where `partition` writes its shards unless told otherwise.
+    pub fn partition_dir(&self) -> PathBuf {
+        self.root.join("partition")
+    }
+
+    /// `dataset/`: every published run's stage files again (hard links, not copies) as a
+    /// hive-partitioned Parquet dataset, one folder per table:
+    /// `dataset/<table>/run_id=<id>/shard=<k>/part-0.parquet`.
+    pub fn dataset_root(&self) -> PathBuf {
+        self.root.join("dataset")
+    }
+
+    /// Holds one shard of a run against a second process recovering the same shard, and cleans
+    /// what a killed one left in the shard's folder (temporary files; a half-done publication is
+    /// finished). Fails at once when another process holds it.
+    pub fn shard_lock(&self, run_id: &str, shard: crate::shard::Shard) -> Result<ReadersLock> {
+        let dir = self.shard_dir(run_id, shard.index);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = self
+            .stage_dir(run_id)
+            .join(format!(".shard={}.lock", shard.index));
+        let file = open_lock_file(&path).with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => bail!(
+                "shard {shard} of run {run_id} is being recovered by another process (lock file {})",
+                path.display()
+            ),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        tidy(&dir);
+        Ok(ReadersLock { _file: file })
+    }
+
+    /// Takes the work directory shared with other shard recovers (`recover --shard`), so that
+    /// shards run side by side while no writing command (which holds it whole) runs. Fails at
+    /// once when a writing command holds it.
+    pub fn lock_shared(&self) -> Result<ReadersLock> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating the work directory {}", self.root.display()))?;
+        let path = self.lock_file();
+        loop {
+            let file = open_lock_file(&path)
+                .with_context(|| format!("opening the lock file {}", path.display()))?;
+            match file.try_lock_shared() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => bail!(
+                    "work directory {} is in use by another sentinel process (lock file {}); \
+                     wait for it to finish or use another --workdir",
+                    self.root.display(),
+                    path.display()
+                ),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()));
+                }
+            }
+            if same_file(&file, &path) {
+                return Ok(ReadersLock { _file: file });
+            }
+        }
     }
 
     /// `stage/.readers.lock`: shared by every session that reads the runs' stage files, taken
@@ -185,24 +267,25 @@ impl Workspace {
     /// `prune` was deleting (`stage/.pruned.*`), and the staging folders (`.<run_id>.*`,
     /// `.old.*`) in reports/.
     fn sweep(&self) {
-        let run_dirs = fs::read_dir(self.stage_root())
+        let run_dirs: Vec<PathBuf> = fs::read_dir(self.stage_root())
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.path().is_dir())
-            .map(|e| e.path());
+            .map(|e| e.path())
+            .collect();
+        let shard_dirs: Vec<PathBuf> = run_dirs
+            .iter()
+            .flat_map(|d| crate::shard::shard_folders(d))
+            .map(|(_, d)| d)
+            .collect();
         let dirs: Vec<PathBuf> = [self.root.join("raw"), self.stage_root()]
             .into_iter()
             .chain(run_dirs)
+            .chain(shard_dirs)
             .collect();
         for dir in dirs {
-            let _ = roll_forward(&dir);
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
+            tidy(&dir);
         }
         for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             if entry.file_name().to_string_lossy().starts_with(".buckets.") {
@@ -245,6 +328,23 @@ impl Workspace {
             .tempdir_in(&reports)
             .with_context(|| format!("creating a temporary folder in {}", reports.display()))?
             .keep())
+    }
+}
+
+/// The stage files of a run (or of one shard), in the order recover writes them.
+pub const STAGE_FILES: [&str; 3] = ["clean.parquet", "triage.parquet", "device_state.parquet"];
+/// The recovery plan's file name.
+pub const RECOVERY_PLAN: &str = "recovery_plan.csv";
+
+/// Finishes a half-done publication in `dir` and removes the temporary files a killed writer
+/// left there.
+fn tidy(dir: &Path) {
+    let _ = roll_forward(dir);
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -418,6 +518,16 @@ impl AtomicFile {
     /// writes whole compressed pages).
     pub fn file(&self) -> &File {
         self.tmp.as_ref().expect("not committed").as_file()
+    }
+
+    /// The temporary file's path (to read back what was written before the commit).
+    pub fn temp_path(&self) -> Result<PathBuf> {
+        Ok(self
+            .tmp
+            .as_ref()
+            .expect("not committed")
+            .path()
+            .to_path_buf())
     }
 
     /// The destination this file will become.

@@ -444,6 +444,7 @@ fn buckets_give_exactly_the_in_memory_results() {
             as_of_us,
             bucket_rows,
             skip_unknown: false,
+            shard: None,
         };
         let mut summary = serde_json::to_value(recover(&config, &opts, &ws).unwrap()).unwrap();
         summary.as_object_mut().unwrap().remove("outputs");
