@@ -12,5 +12,6 @@ mod packaging;
 mod recover;
 mod report;
 mod sanitize;
+mod shard;
 mod util;
 mod views;
