@@ -3,7 +3,8 @@
 #   systemd units   systemd-analyze verify (inside a scratch root that holds the job script)
 #   Kubernetes      kubernetes-validate --strict (the API schemas, offline) and yamllint
 #   cron            croniter parses the schedule; the line has the /etc/cron.d fields
-#   shell           sh -n on the nightly script
+#   shell           sh -n / bash -n on the nightly script and the scale-out scripts
+#                   (scripts/check-sharded.sh runs the scale-out ones end to end)
 # Installs the Python checkers with pip when they are missing. Any warning is a failure.
 # Usage: scripts/check-deploy.sh        (about 10 s once the checkers are installed)
 set -euo pipefail
@@ -60,8 +61,14 @@ if jobs == 0:
 PY
 
 sh -n deploy/cron/sentinel-nightly || report "deploy/cron/sentinel-nightly: shell syntax"
+for script in deploy/local/*.sh deploy/kubernetes/*.sh deploy/slurm/*.sh; do
+    sh -n "$script" || report "$script: shell syntax"
+done
+for script in deploy/slurm/*.sbatch; do
+    bash -n "$script" || report "$script: shell syntax"
+done
 
 if [ "$fail" -ne 0 ]; then
     exit 1
 fi
-echo "check-deploy: systemd units, Kubernetes manifests, cron file and job script are valid"
+echo "check-deploy: systemd units, Kubernetes manifests, cron file and scripts are valid"

@@ -277,7 +277,83 @@ pub fn publish(conn: &mut Connection, run: &RunRecord, ws: &Workspace) -> Result
     tx.commit()
         .map_err(db_error)
         .context("committing the run to the database")?;
+    let runs = published_runs(conn, ws)?;
+    sync_dataset(ws, &runs)
+}
+
+/// The file name of each part in the dataset.
+const DATASET_PART: &str = "part-0.parquet";
+
+/// Brings `dataset/` in line with the published runs: for each data table and run, the folder
+/// `dataset/<table>/run_id=<id>/shard=<k>/` holds a hard link to the run's stage file (shard 0 for
+/// a plain run), so Spark, Trino, polars or DuckDB read every run as one hive-partitioned table
+/// without Sentinel, and no byte is stored twice. A run's folder is built aside and renamed into
+/// place; folders of runs no longer published go. Safe to repeat; called by every writer that
+/// changes the ledger.
+pub fn sync_dataset(ws: &Workspace, runs: &[(String, Option<u32>)]) -> Result<()> {
+    for (table, file) in DATA_TABLES {
+        let root = ws.dataset_root().join(table);
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        for (id, shards) in runs {
+            let sources = ws.run_files(id, file, *shards);
+            let dest = root.join(format!("run_id={id}"));
+            let part = |k: usize| dest.join(format!("shard={k}")).join(DATASET_PART);
+            let current = sources
+                .iter()
+                .enumerate()
+                .all(|(k, src)| same_inode(src, &part(k)))
+                && crate::shard::shard_folders(&dest).len() == sources.len();
+            if current {
+                continue;
+            }
+            let tmp = root.join(format!(".run_id={id}.tmp"));
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)
+                    .with_context(|| format!("removing {}", tmp.display()))?;
+            }
+            for (k, src) in sources.iter().enumerate() {
+                let dir = tmp.join(format!("shard={k}"));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let link = dir.join(DATASET_PART);
+                // A file system without hard links gets a copy.
+                std::fs::hard_link(src, &link)
+                    .or_else(|_| std::fs::copy(src, &link).map(|_| ()))
+                    .with_context(|| {
+                        format!("linking {} into {}", src.display(), link.display())
+                    })?;
+            }
+            if dest.exists() {
+                std::fs::remove_dir_all(&dest)
+                    .with_context(|| format!("removing {}", dest.display()))?;
+            }
+            std::fs::rename(&tmp, &dest)
+                .with_context(|| format!("renaming into place {}", dest.display()))?;
+        }
+        for entry in std::fs::read_dir(&root)
+            .with_context(|| format!("listing {}", root.display()))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let published = name
+                .strip_prefix("run_id=")
+                .is_some_and(|id| runs.iter().any(|(r, _)| r == id));
+            if !published {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether two paths name the same file (one is a hard link of the other).
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// What `prune` did.
@@ -340,6 +416,9 @@ pub fn prune(conn: &mut Connection, ws: &Workspace, keep: usize) -> Result<Prune
             .with_context(|| format!("removing {}", entry.path().display()))?;
         std::fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
     }
+    // The dataset's links keep a removed run's bytes on disk until they go too.
+    let published = published_runs(conn, ws)?;
+    sync_dataset(ws, &published)?;
     Ok(PruneSummary {
         kept: kept.to_vec(),
         removed: removed.to_vec(),

@@ -527,3 +527,104 @@ fn shard_flags_are_checked() {
     let err = w.fails(&["merge"], 1);
     assert!(err.contains("no shard outputs"), "{err}");
 }
+
+#[test]
+fn the_dataset_is_every_published_run_hive_partitioned() {
+    let w = Workdir::new();
+    let inputs = inputs(&w);
+    let args = input_args(&inputs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let work = w.path("out");
+    // A plain run, then a sharded run of the same inputs at another as-of.
+    let mut recover = vec!["--quiet", "recover", "--as-of", AS_OF];
+    recover.extend(&args);
+    ok(&work, &recover);
+    let later = "2026-11-26T00:00:00Z";
+    for k in 0..3 {
+        let shard = format!("{k}/3");
+        let mut recover = vec!["--quiet", "recover", "--as-of", later, "--shard", &shard];
+        recover.extend(&args);
+        ok(&work, &recover);
+    }
+    ok(&work, &["--quiet", "merge"]);
+
+    // Read without Sentinel's views: DuckDB over the folder, hive partitioning on.
+    let db = duckdb::Connection::open_in_memory().unwrap();
+    for (table, view) in [
+        ("telemetry_clean", "telemetry_clean"),
+        ("triage_queue", "triage_queue"),
+        ("device_state", "device_state"),
+    ] {
+        let glob = work.join("dataset").join(table).join("*/*/*.parquet");
+        let from_dataset = rows(
+            &db,
+            &format!(
+                "SELECT * EXCLUDE (shard) FROM read_parquet('{}', hive_partitioning = true, \
+                 hive_types = {{'run_id': VARCHAR, 'shard': INTEGER}})",
+                glob.display()
+            ),
+        );
+        let views = duckdb::Connection::open(work.join("sentinel.duckdb")).unwrap();
+        let from_views = rows(&views, &format!("SELECT * FROM {view}"));
+        assert!(from_views.len() > 100, "{table}");
+        assert_eq!(from_dataset.len(), from_views.len(), "{table}");
+        // Same rows once the columns are in the same order (hive columns come last).
+        let columns: Vec<String> = {
+            let mut stmt = views
+                .prepare(&format!("SELECT column_name FROM (DESCRIBE {view})"))
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<duckdb::Result<_>>()
+                .unwrap()
+        };
+        let ordered = rows(
+            &db,
+            &format!(
+                "SELECT {} FROM read_parquet('{}', hive_partitioning = true, \
+                 hive_types = {{'run_id': VARCHAR, 'shard': INTEGER}})",
+                columns.join(", "),
+                glob.display()
+            ),
+        );
+        assert_eq!(ordered, from_views, "{table}");
+    }
+    let shards = |run: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(work.join("dataset/device_state").join(run))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let runs = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(work.join("dataset/device_state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(runs().len(), 2, "{:?}", runs());
+    let mut layouts: Vec<Vec<String>> = runs().iter().map(|r| shards(r)).collect();
+    layouts.sort();
+    assert_eq!(
+        layouts,
+        vec![vec!["shard=0"], vec!["shard=0", "shard=1", "shard=2"]]
+    );
+
+    // Pruned runs leave the dataset with their files: no link keeps their bytes.
+    ok(&work, &["--quiet", "prune", "--keep", "1"]);
+    assert_eq!(runs().len(), 1);
+    assert_eq!(shards(&runs()[0]), vec!["shard=0", "shard=1", "shard=2"]);
+    use std::os::unix::fs::MetadataExt;
+    let part = work
+        .join("dataset/device_state")
+        .join(&runs()[0])
+        .join("shard=1/part-0.parquet");
+    assert_eq!(
+        std::fs::metadata(part).unwrap().nlink(),
+        2,
+        "a stage file and its link"
+    );
+}
