@@ -41,6 +41,7 @@ use crate::generate::mix;
 use crate::parallel;
 use crate::parquet;
 use crate::schema::{self, Kind};
+use crate::vocab::Reason;
 use crate::workspace::{self, AtomicFile};
 
 /// Rows read, corrupted and written at a time.
@@ -117,16 +118,16 @@ impl ChaosKind {
     }
 
     /// The reason code the sanitizer must give a row changed this way; None for benign noise.
-    pub fn expected_reason(self) -> Option<&'static str> {
+    pub fn expected_reason(self) -> Option<Reason> {
         match self {
-            ChaosKind::MissingRequired => Some("MISSING_REQUIRED"),
-            ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => Some("TYPE_MISMATCH"),
-            ChaosKind::OutOfRange => Some("OUT_OF_RANGE"),
-            ChaosKind::UnknownCategory => Some("UNKNOWN_CATEGORY"),
-            ChaosKind::FutureTimestamp => Some("BAD_TIMESTAMP"),
-            ChaosKind::SignalDrop => Some("SIGNAL_DROP"),
-            ChaosKind::ExactDuplicate => Some("DUPLICATE"),
-            ChaosKind::ConflictingDuplicate => Some("CONFLICT"),
+            ChaosKind::MissingRequired => Some(Reason::MissingRequired),
+            ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => Some(Reason::TypeMismatch),
+            ChaosKind::OutOfRange => Some(Reason::OutOfRange),
+            ChaosKind::UnknownCategory => Some(Reason::UnknownCategory),
+            ChaosKind::FutureTimestamp => Some(Reason::BadTimestamp),
+            ChaosKind::SignalDrop => Some(Reason::SignalDrop),
+            ChaosKind::ExactDuplicate => Some(Reason::Duplicate),
+            ChaosKind::ConflictingDuplicate => Some(Reason::Conflict),
             ChaosKind::BenignPadding | ChaosKind::BenignCase | ChaosKind::BenignVersionPrefix => {
                 None
             }
@@ -580,7 +581,8 @@ fn log_frame(log: Vec<LogEntry>) -> PolarsResult<DataFrame> {
             .into_column(),
         StringChunked::from_iter_options(
             "expected_reason".into(),
-            log.iter().map(|e| e.kind.expected_reason()),
+            log.iter()
+                .map(|e| e.kind.expected_reason().map(Reason::as_str)),
         )
         .into_column(),
         UInt64Chunked::from_iter_values("input_row".into(), log.iter().map(|e| e.input_row))

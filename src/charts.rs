@@ -15,6 +15,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::vocab::State;
+
 /// Every chart is written at this size, in pixels.
 pub const WIDTH: u32 = 1200;
 pub const HEIGHT: u32 = 720;
@@ -73,13 +75,13 @@ pub struct StateBar {
 }
 
 /// The states of the stacked chart, bottom to top, and their colours. HEALTHY is the rest.
-pub const STATES: [(&str, RGBColor); 6] = [
-    ("UPDATING", RGBColor(120, 144, 156)),
-    ("STALLED", RGBColor(255, 193, 7)),
-    ("PARTIAL", RGBColor(245, 124, 0)),
-    ("ROLLED_BACK", RGBColor(123, 31, 162)),
-    ("UNREACHABLE", RGBColor(66, 66, 66)),
-    ("BRICKED", RGBColor(183, 28, 28)),
+pub const STATES: [(State, RGBColor); 6] = [
+    (State::Updating, RGBColor(120, 144, 156)),
+    (State::Stalled, RGBColor(255, 193, 7)),
+    (State::Partial, RGBColor(245, 124, 0)),
+    (State::RolledBack, RGBColor(123, 31, 162)),
+    (State::Unreachable, RGBColor(66, 66, 66)),
+    (State::Bricked, RGBColor(183, 28, 28)),
 ];
 
 /// A chart's data, one variant per chart of the report.
@@ -477,7 +479,7 @@ fn states<DB: DrawingBackend>(
                 r.set_margin(0, 0, width / 6, width / 6);
                 r
             }))?
-            .label(*state)
+            .label(state.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
     chart.draw_series(bars.iter().enumerate().map(|(i, b)| {

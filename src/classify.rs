@@ -13,17 +13,7 @@ use polars::prelude::{
 use crate::config::Config;
 use crate::ingest::{SOURCE_FILE, SOURCE_ROW};
 use crate::schema;
-
-/// States that count as failures (silence included).
-pub const FAILED_STATES: [&str; 5] = [
-    "BRICKED",
-    "UNREACHABLE",
-    "ROLLED_BACK",
-    "PARTIAL",
-    "STALLED",
-];
-/// Actions done remotely: each avoids a truck roll.
-pub const REMOTE_ACTIONS: [&str; 3] = ["RETRY_OTA", "DEFER", "REMOTE_ROLLBACK"];
+use crate::vocab::{Action, ErrorCode, OtaStatus, State, texts};
 
 fn flag(e: Expr) -> Expr {
     e.fill_null(lit(false))
@@ -119,7 +109,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
     let full = flag(col(schema::DOWNLOAD_PCT).eq(lit(100.0)));
     let boot = flag(col(schema::BOOT_FAILURES).gt_eq(lit(t.brick_boot_failures)));
     let reported = col(schema::FIRMWARE_REPORTED);
-    let succeeded = flag(status.clone().eq(lit("succeeded")));
+    let succeeded = flag(status.clone().eq(OtaStatus::Succeeded.lit()));
     let started_long_ago = flag(
         col(schema::UPDATE_STARTED_AT)
             .cast(DataType::Int64)
@@ -127,31 +117,52 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
     );
     let silent_after_download = col("stale").and(full.clone()).and(one_of(
         status.clone(),
-        &["installing", "failed", "timed_out"],
+        &texts(
+            &[
+                OtaStatus::Installing,
+                OtaStatus::Failed,
+                OtaStatus::TimedOut,
+            ],
+            OtaStatus::as_str,
+        ),
     ));
     let false_success = succeeded
         .clone()
         .and(flag(reported.clone().eq(col(schema::FIRMWARE_FROM))));
 
     let state = when(boot.clone().or(silent_after_download.clone()))
-        .then(lit("BRICKED"))
+        .then(State::Bricked.lit())
         .when(col("stale"))
-        .then(lit("UNREACHABLE"))
+        .then(State::Unreachable.lit())
         .when(
             succeeded
                 .clone()
                 .and(flag(reported.clone().eq(col(schema::FIRMWARE_TARGET)))),
         )
-        .then(lit("HEALTHY"))
-        .when(flag(status.clone().eq(lit("rolled_back"))).or(false_success.clone()))
-        .then(lit("ROLLED_BACK"))
-        .when(one_of(status.clone(), &["failed", "timed_out"]))
-        .then(lit("PARTIAL"))
+        .then(State::Healthy.lit())
+        .when(flag(status.clone().eq(OtaStatus::RolledBack.lit())).or(false_success.clone()))
+        .then(State::RolledBack.lit())
+        .when(one_of(
+            status.clone(),
+            &texts(&[OtaStatus::Failed, OtaStatus::TimedOut], OtaStatus::as_str),
+        ))
+        .then(State::Partial.lit())
         .when(
-            one_of(status.clone(), &["queued", "downloading", "installing"]).and(started_long_ago),
+            one_of(
+                status.clone(),
+                &texts(
+                    &[
+                        OtaStatus::Queued,
+                        OtaStatus::Downloading,
+                        OtaStatus::Installing,
+                    ],
+                    OtaStatus::as_str,
+                ),
+            )
+            .and(started_long_ago),
         )
-        .then(lit("STALLED"))
-        .otherwise(lit("UPDATING"));
+        .then(State::Stalled.lit())
+        .otherwise(State::Updating.lit());
 
     let retries = col(schema::RETRY_COUNT)
         .fill_null(lit(0i32))
@@ -169,32 +180,38 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .map(|(n, _)| n.as_str())
         .collect();
     let is_dual = one_of(col(schema::HW_MODEL), &dual_bank);
-    let flash = flag(col(schema::ERROR_CODE).eq(lit("E_FLASH_WRITE")));
+    let flash = flag(col(schema::ERROR_CODE).eq(ErrorCode::FlashWrite.lit()));
     let st = col("state");
-    let action = when(st.clone().eq(lit("HEALTHY")))
-        .then(lit("NONE"))
-        .when(st.clone().eq(lit("UPDATING")))
-        .then(lit("WAIT"))
-        .when(one_of(st.clone(), &["PARTIAL", "ROLLED_BACK", "STALLED"]))
+    let action = when(st.clone().eq(State::Healthy.lit()))
+        .then(Action::None.lit())
+        .when(st.clone().eq(State::Updating.lit()))
+        .then(Action::Wait.lit())
+        .when(one_of(
+            st.clone(),
+            &texts(
+                &[State::Partial, State::RolledBack, State::Stalled],
+                State::as_str,
+            ),
+        ))
         .then(
             when(retries.clone().gt_eq(lit(t.max_retries)))
-                .then(lit("ESCALATE"))
+                .then(Action::Escalate.lit())
                 .when(battery_ok.clone().and(signal_ok.clone()))
-                .then(lit("RETRY_OTA"))
-                .otherwise(lit("DEFER")),
+                .then(Action::RetryOta.lit())
+                .otherwise(Action::Defer.lit()),
         )
-        .when(st.clone().eq(lit("BRICKED")))
+        .when(st.clone().eq(State::Bricked.lit()))
         .then(
             when(is_dual.clone())
-                .then(lit("REMOTE_ROLLBACK"))
+                .then(Action::RemoteRollback.lit())
                 .when(flash.clone())
-                .then(lit("RMA"))
-                .otherwise(lit("FIELD_SERVICE")),
+                .then(Action::Rma.lit())
+                .otherwise(Action::FieldService.lit()),
         )
         .otherwise(
             when(full.clone())
-                .then(lit("FIELD_SERVICE"))
-                .otherwise(lit("WAIT")),
+                .then(Action::FieldService.lit())
+                .otherwise(Action::Wait.lit()),
         );
 
     let c = &config.costs_usd;
@@ -204,7 +221,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .when(lit(false))
         .then(lit(0.0));
     for (a, usd) in costs {
-        cost = cost.when(col("action").eq(lit(a))).then(lit(usd));
+        cost = cost.when(col("action").eq(a.lit())).then(lit(usd));
     }
     let cost = cost.otherwise(lit(0.0));
 
@@ -239,7 +256,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
             )),
             text(col(schema::DOWNLOAD_PCT)),
         ]))
-        .when(st.clone().eq(lit("HEALTHY")))
+        .when(st.clone().eq(State::Healthy.lit()))
         .then(sentence(vec![
             lit("succeeded and reports target "),
             col(schema::FIRMWARE_TARGET),
@@ -249,19 +266,19 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
             lit("succeeded but reports the old image "),
             col(schema::FIRMWARE_FROM),
         ]))
-        .when(st.clone().eq(lit("ROLLED_BACK")))
+        .when(st.clone().eq(State::RolledBack.lit()))
         .then(sentence(vec![
             lit("ota_status=rolled_back, error_code="),
             text(col(schema::ERROR_CODE)),
         ]))
-        .when(st.clone().eq(lit("PARTIAL")))
+        .when(st.clone().eq(State::Partial.lit()))
         .then(sentence(vec![
             lit("ota_status="),
             status.clone(),
             lit(", error_code="),
             text(col(schema::ERROR_CODE)),
         ]))
-        .when(st.clone().eq(lit("STALLED")))
+        .when(st.clone().eq(State::Stalled.lit()))
         .then(sentence(vec![
             status.clone(),
             lit(" since "),
@@ -277,7 +294,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         ]));
     let a = col("action");
     let retry_text = sentence(vec![lit("retry_count="), text(retries.clone())]);
-    let action_why = when(a.clone().eq(lit("RETRY_OTA")))
+    let action_why = when(a.clone().eq(Action::RetryOta.lit()))
         .then(sentence(vec![
             retry_text.clone(),
             lit(format!(
@@ -285,7 +302,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
                 t.max_retries
             )),
         ]))
-        .when(a.clone().eq(lit("DEFER")))
+        .when(a.clone().eq(Action::Defer.lit()))
         .then(sentence(vec![
             retry_text.clone(),
             lit(format!(" < {} but ", t.max_retries)),
@@ -301,29 +318,29 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
                     lit(format!(" < {}", t.min_rssi_dbm)),
                 ])),
         ]))
-        .when(a.clone().eq(lit("ESCALATE")))
+        .when(a.clone().eq(Action::Escalate.lit()))
         .then(sentence(vec![
             retry_text,
             lit(format!(" >= {}", t.max_retries)),
         ]))
-        .when(a.clone().eq(lit("REMOTE_ROLLBACK")))
+        .when(a.clone().eq(Action::RemoteRollback.lit()))
         .then(sentence(vec![
             lit("dual-bank "),
             model.clone(),
             lit(" can boot its previous image"),
         ]))
-        .when(a.clone().eq(lit("RMA")))
+        .when(a.clone().eq(Action::Rma.lit()))
         .then(sentence(vec![
-            lit("E_FLASH_WRITE on single-bank "),
+            lit(format!("{} on single-bank ", ErrorCode::FlashWrite)),
             model.clone(),
         ]))
         .when(
             a.clone()
-                .eq(lit("FIELD_SERVICE"))
-                .and(st.clone().eq(lit("BRICKED"))),
+                .eq(Action::FieldService.lit())
+                .and(st.clone().eq(State::Bricked.lit())),
         )
         .then(sentence(vec![lit("single-bank "), model]))
-        .when(a.clone().eq(lit("FIELD_SERVICE")))
+        .when(a.clone().eq(Action::FieldService.lit()))
         .then(lit("image fully downloaded, device silent"))
         .otherwise(lit(NULL).cast(DataType::String));
     // Both halves are materialized once: without common-subexpression elimination, each clone
@@ -348,12 +365,13 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         ])
         .with_columns([state.alias("state")])
         .with_columns([
-            one_of(col("state"), &FAILED_STATES).alias("failed"),
+            one_of(col("state"), &texts(&State::FAILED, State::as_str)).alias("failed"),
             action.alias("action"),
         ])
         .with_columns([
             cost.alias("cost_usd"),
-            one_of(col("action"), &REMOTE_ACTIONS).alias("truck_roll_avoided"),
+            one_of(col("action"), &texts(&Action::REMOTE, Action::as_str))
+                .alias("truck_roll_avoided"),
         ])
         .with_columns([
             state_why.alias("__why_state"),

@@ -311,11 +311,10 @@ fn gauntlet(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) -> Res
             decision: r[decision].text(),
         })
         .collect();
-    let halted: Vec<String> = gate
-        .iter()
-        .filter(|g| g.decision == "HALT")
-        .map(|g| g.region.clone())
-        .collect();
+    let halted = crate::vocab::halted_regions(
+        gate.iter()
+            .map(|g| (g.region.as_str(), g.decision.as_str())),
+    );
 
     let reported = report_step(ws, Some(&recovered.run_id), out)?;
     let exit_code = if args.fail_on_halt && !halted.is_empty() {

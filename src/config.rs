@@ -6,6 +6,7 @@
 //! merged list could never drop a region. Unknown keys and wrongly typed values are errors that name
 //! the key (serde's `deny_unknown_fields`, reported through toml's span-carrying errors).
 
+use crate::vocab::Action;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -148,17 +149,17 @@ impl Default for Costs {
 }
 
 impl Costs {
-    /// Each action's name and cost.
-    pub fn by_action(&self) -> [(&'static str, f64); 8] {
+    /// Each action and its cost.
+    pub fn by_action(&self) -> [(Action, f64); 8] {
         [
-            ("NONE", self.NONE),
-            ("WAIT", self.WAIT),
-            ("RETRY_OTA", self.RETRY_OTA),
-            ("DEFER", self.DEFER),
-            ("REMOTE_ROLLBACK", self.REMOTE_ROLLBACK),
-            ("ESCALATE", self.ESCALATE),
-            ("FIELD_SERVICE", self.FIELD_SERVICE),
-            ("RMA", self.RMA),
+            (Action::None, self.NONE),
+            (Action::Wait, self.WAIT),
+            (Action::RetryOta, self.RETRY_OTA),
+            (Action::Defer, self.DEFER),
+            (Action::RemoteRollback, self.REMOTE_ROLLBACK),
+            (Action::Escalate, self.ESCALATE),
+            (Action::FieldService, self.FIELD_SERVICE),
+            (Action::Rma, self.RMA),
         ]
     }
 }

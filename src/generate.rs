@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::parallel;
 use crate::parquet;
 use crate::schema;
+use crate::vocab::{ErrorCode, OtaStatus};
 use crate::workspace::AtomicFile;
 
 /// Devices per random stream.
@@ -290,26 +291,26 @@ struct Block {
 const REPORTED_FROM: u8 = 0;
 const REPORTED_TARGET: u8 = 1;
 
-/// Indices into schema::OTA_STATUSES and schema::ERROR_CODES.
-const QUEUED: u8 = 0;
-const DOWNLOADING: u8 = 1;
-const INSTALLING: u8 = 2;
-const SUCCEEDED: u8 = 3;
-const FAILED: u8 = 4;
-const ROLLED_BACK: u8 = 5;
-const TIMED_OUT: u8 = 6;
-const E_DOWNLOAD_TIMEOUT: u8 = 0;
-const E_CHECKSUM_MISMATCH: u8 = 1;
-const E_SIGNATURE_INVALID: u8 = 2;
-const E_INSUFFICIENT_STORAGE: u8 = 3;
-const E_FLASH_WRITE: u8 = 4;
-const E_POWER_LOSS: u8 = 5;
-const E_BOOT_LOOP: u8 = 6;
+/// The statuses and error codes the generator draws, by short name.
+const QUEUED: OtaStatus = OtaStatus::Queued;
+const DOWNLOADING: OtaStatus = OtaStatus::Downloading;
+const INSTALLING: OtaStatus = OtaStatus::Installing;
+const SUCCEEDED: OtaStatus = OtaStatus::Succeeded;
+const FAILED: OtaStatus = OtaStatus::Failed;
+const ROLLED_BACK: OtaStatus = OtaStatus::RolledBack;
+const TIMED_OUT: OtaStatus = OtaStatus::TimedOut;
+const E_DOWNLOAD_TIMEOUT: ErrorCode = ErrorCode::DownloadTimeout;
+const E_CHECKSUM_MISMATCH: ErrorCode = ErrorCode::ChecksumMismatch;
+const E_SIGNATURE_INVALID: ErrorCode = ErrorCode::SignatureInvalid;
+const E_INSUFFICIENT_STORAGE: ErrorCode = ErrorCode::InsufficientStorage;
+const E_FLASH_WRITE: ErrorCode = ErrorCode::FlashWrite;
+const E_POWER_LOSS: ErrorCode = ErrorCode::PowerLoss;
+const E_BOOT_LOOP: ErrorCode = ErrorCode::BootLoop;
 
 /// One report before it is pushed into the block.
 struct Report {
-    status: u8,
-    error: Option<u8>,
+    status: OtaStatus,
+    error: Option<ErrorCode>,
     download: Option<f64>,
     reported_fw: Option<u8>,
     boot_failures: Option<i32>,
@@ -757,10 +758,8 @@ fn build_block(
                     fw_from
                 }
             }));
-            out.ota_status
-                .append_value(schema::OTA_STATUSES[r.status as usize]);
-            out.error_code
-                .append_option(r.error.map(|e| schema::ERROR_CODES[e as usize]));
+            out.ota_status.append_value(r.status.as_str());
+            out.error_code.append_option(r.error.map(ErrorCode::as_str));
             out.download_pct.append_option(r.download);
             out.battery_pct.append_option(battery);
             out.rssi_dbm.append_option(rssi);

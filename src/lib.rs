@@ -30,5 +30,6 @@ pub mod report;
 pub mod sanitize;
 pub mod schema;
 pub mod shard;
+pub mod vocab;
 pub mod warehouse;
 pub mod workspace;

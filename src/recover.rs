@@ -28,6 +28,7 @@ use crate::parquet;
 use crate::sanitize::{self, PRIMARY_REASON, PROBLEMS};
 use crate::schema;
 use crate::shard::{self, Shard};
+use crate::vocab::Action;
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{self, AtomicFile, Workspace};
 
@@ -144,8 +145,8 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .lazy()
         .filter(
             col("action")
-                .neq(lit("NONE"))
-                .and(col("action").neq(lit("WAIT"))),
+                .neq(Action::None.lit())
+                .and(col("action").neq(Action::Wait.lit())),
         )
         .select(cols)
         .collect()?)

@@ -22,19 +22,7 @@ use polars::prelude::{
 use crate::config::Config;
 use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
 use crate::schema::{self, Kind};
-
-/// Reason codes in priority order: `primary_reason` is the first that applies.
-pub const REASONS: [&str; 9] = [
-    "MISSING_REQUIRED",
-    "TYPE_MISMATCH",
-    "OUT_OF_RANGE",
-    "UNKNOWN_CATEGORY",
-    "BAD_TIMESTAMP",
-    "SIGNAL_DROP",
-    "INCONSISTENT",
-    "CONFLICT",
-    "DUPLICATE",
-];
+use crate::vocab::{ErrorCode, OtaStatus, Reason};
 
 /// `problems` as one `;`-joined text (see [`explain`]); empty for a clean row.
 pub const PROBLEMS: &str = "problems";
@@ -104,20 +92,20 @@ fn vocabulary_value(folded: Expr, vocabulary: &[String]) -> Expr {
 
 /// The column-level reasons, by code: a column's reason is stored as its index here plus one (0:
 /// no reason), so that clean rows, the great majority, never build a string.
-const COLUMN_REASONS: [&str; 5] = [
-    "MISSING_REQUIRED",
-    "TYPE_MISMATCH",
-    "OUT_OF_RANGE",
-    "UNKNOWN_CATEGORY",
-    "BAD_TIMESTAMP",
+const COLUMN_REASONS: [Reason; 5] = [
+    Reason::MissingRequired,
+    Reason::TypeMismatch,
+    Reason::OutOfRange,
+    Reason::UnknownCategory,
+    Reason::BadTimestamp,
 ];
 
 /// The row-level reasons after them, each with the flag column that raises it.
-const ROW_REASONS: [(&str, &str); 4] = [
-    ("__signal_drop", "SIGNAL_DROP"),
-    ("__inconsistent", "INCONSISTENT"),
-    ("__conflict", "CONFLICT"),
-    ("__duplicate", "DUPLICATE"),
+const ROW_REASONS: [(&str, Reason); 4] = [
+    ("__signal_drop", Reason::SignalDrop),
+    ("__inconsistent", Reason::Inconsistent),
+    ("__conflict", Reason::Conflict),
+    ("__duplicate", Reason::Duplicate),
 ];
 
 /// Whether the row has any reason at all.
@@ -126,7 +114,7 @@ const BAD: &str = "__bad";
 /// The row's position in the frame `annotate` receives (run order).
 const ROW: &str = "__row";
 
-fn code(reason: &str) -> u8 {
+fn code(reason: Reason) -> u8 {
     COLUMN_REASONS
         .iter()
         .position(|r| *r == reason)
@@ -135,7 +123,7 @@ fn code(reason: &str) -> u8 {
 }
 
 /// The reason code of one column: the first of missing / type / range / category / timestamp.
-fn reason(pairs: Vec<(Expr, &'static str)>) -> Expr {
+fn reason(pairs: Vec<(Expr, Reason)>) -> Expr {
     let mut chain = when(lit(false))
         .then(lit(0u8))
         .when(lit(false))
@@ -173,8 +161,8 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (t.is_not_null().and(ok.not()), "TYPE_MISMATCH"),
+                    (missing, Reason::MissingRequired),
+                    (t.is_not_null().and(ok.not()), Reason::TypeMismatch),
                 ]),
             )
         }
@@ -182,8 +170,8 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             let vocabulary: Vec<String> = match c.name {
                 schema::REGION => config.regions.clone(),
                 schema::HW_MODEL => config.models.keys().cloned().collect(),
-                schema::OTA_STATUS => schema::OTA_STATUSES.iter().map(|s| s.to_string()).collect(),
-                _ => schema::ERROR_CODES.iter().map(|s| s.to_string()).collect(),
+                schema::OTA_STATUS => OtaStatus::ALL.iter().map(|s| s.to_string()).collect(),
+                _ => ErrorCode::ALL.iter().map(|s| s.to_string()).collect(),
             };
             let value = vocabulary_value(col(lc(c.name)), &vocabulary);
             // The value is materialized before the reasons are computed (see `annotate`).
@@ -191,8 +179,8 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (unknown, "UNKNOWN_CATEGORY"),
+                    (missing, Reason::MissingRequired),
+                    (unknown, Reason::UnknownCategory),
                 ]),
             )
         }
@@ -204,8 +192,8 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (t.is_not_null().and(ok.not()), "TYPE_MISMATCH"),
+                    (missing, Reason::MissingRequired),
+                    (t.is_not_null().and(ok.not()), Reason::TypeMismatch),
                 ]),
             )
         }
@@ -226,9 +214,9 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (type_mismatch, "TYPE_MISMATCH"),
-                    (out_of_range, "OUT_OF_RANGE"),
+                    (missing, Reason::MissingRequired),
+                    (type_mismatch, Reason::TypeMismatch),
+                    (out_of_range, Reason::OutOfRange),
                 ]),
             )
         }
@@ -252,9 +240,9 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (type_mismatch, "TYPE_MISMATCH"),
-                    (out_of_range, "OUT_OF_RANGE"),
+                    (missing, Reason::MissingRequired),
+                    (type_mismatch, Reason::TypeMismatch),
+                    (out_of_range, Reason::OutOfRange),
                 ]),
             )
         }
@@ -281,9 +269,9 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
             (
                 value,
                 reason(vec![
-                    (missing, "MISSING_REQUIRED"),
-                    (type_mismatch, "TYPE_MISMATCH"),
-                    (bad_time, "BAD_TIMESTAMP"),
+                    (missing, Reason::MissingRequired),
+                    (type_mismatch, Reason::TypeMismatch),
+                    (bad_time, Reason::BadTimestamp),
                 ]),
             )
         }
@@ -515,16 +503,16 @@ pub fn explain(annotated: LazyFrame) -> LazyFrame {
         .map(|reason| {
             let any = schema::COLUMNS
                 .iter()
-                .map(|c| col(r(c.name)).eq(lit(code(reason))))
+                .map(|c| col(r(c.name)).eq(lit(code(*reason))))
                 .reduce(Expr::or)
                 .expect("columns");
-            (any, lit(*reason))
+            (any, reason.lit())
         })
         .collect();
     cases.extend(
         ROW_REASONS
             .iter()
-            .map(|(flag_col, reason)| (col(*flag_col), lit(*reason))),
+            .map(|(flag_col, reason)| (col(*flag_col), reason.lit())),
     );
     annotated.with_columns([
         concat_str(pieces, ";", true)

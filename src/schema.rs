@@ -116,28 +116,6 @@ pub fn canonical_schema() -> Schema {
         .collect()
 }
 
-/// `ota_status` vocabulary, in canonical spelling.
-pub const OTA_STATUSES: [&str; 7] = [
-    "queued",
-    "downloading",
-    "installing",
-    "succeeded",
-    "failed",
-    "rolled_back",
-    "timed_out",
-];
-
-/// `error_code` vocabulary, in canonical spelling.
-pub const ERROR_CODES: [&str; 7] = [
-    "E_DOWNLOAD_TIMEOUT",
-    "E_CHECKSUM_MISMATCH",
-    "E_SIGNATURE_INVALID",
-    "E_INSUFFICIENT_STORAGE",
-    "E_FLASH_WRITE",
-    "E_POWER_LOSS",
-    "E_BOOT_LOOP",
-];
-
 /// Bounds of the numeric columns (inclusive).
 pub const PCT_RANGE: (f64, f64) = (0.0, 100.0);
 pub const RSSI_RANGE: (i64, i64) = (-140, 0);

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use proptest::prelude::*;
 use sentinel::config::Config;
 use sentinel::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
-use sentinel::{sanitize, schema};
+use sentinel::sanitize;
 
 use crate::util::{AS_OF, as_of_us};
 
@@ -479,8 +479,8 @@ proptest! {
         let mut words: Vec<(&str, String)> = Vec::new();
         words.extend(config.regions.iter().map(|r| ("region", r.clone())));
         words.extend(config.models.keys().map(|m| ("hw_model", m.clone())));
-        words.extend(schema::OTA_STATUSES.iter().map(|s| ("ota_status", s.to_string())));
-        words.extend(schema::ERROR_CODES.iter().map(|s| ("error_code", s.to_string())));
+        words.extend(sentinel::vocab::OtaStatus::ALL.iter().map(|s| ("ota_status", s.to_string())));
+        words.extend(sentinel::vocab::ErrorCode::ALL.iter().map(|s| ("error_code", s.to_string())));
         let rows: Vec<Vec<(&str, String)>> = words
             .iter()
             .enumerate()

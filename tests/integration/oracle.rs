@@ -173,13 +173,13 @@ pub fn row_problems(r: &Row, config: &Config, as_of: i64) -> Vec<String> {
     }
     if r.ota_status
         .as_deref()
-        .is_some_and(|v| !schema::OTA_STATUSES.contains(&v))
+        .is_some_and(|v| sentinel::vocab::OtaStatus::parse(v).is_none())
     {
         p.push("ota_status:UNKNOWN_CATEGORY".into());
     }
     if r.error_code
         .as_deref()
-        .is_some_and(|v| !schema::ERROR_CODES.contains(&v))
+        .is_some_and(|v| sentinel::vocab::ErrorCode::parse(v).is_none())
     {
         p.push("error_code:UNKNOWN_CATEGORY".into());
     }
