@@ -17,8 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::analytics::{self, Cell, Session, Table};
 use crate::charts::{self, Chart, HeatCell, Heatmap, RoiBar, StateBar};
-use crate::classify::REMOTE_ACTIONS;
-use crate::sanitize::REASONS;
+use crate::vocab::{self, Action, Reason};
 use crate::workspace::{ASIDE_REPORT, Workspace};
 
 /// How many quarantined rows the report shows.
@@ -73,32 +72,49 @@ struct Data {
     by_reason: BTreeMap<String, u64>,
 }
 
-const KPI_SQL: &str = "
-SELECT count(d.run_id) AS devices,
-       count(*) FILTER (WHERE d.state = 'HEALTHY') AS healthy,
-       count(*) FILTER (WHERE d.failed) AS failed,
-       count(*) FILTER (WHERE d.state = 'BRICKED') AS bricked,
-       round(coalesce(sum(d.cost_usd), 0), 2) AS cost_usd,
-       count(*) FILTER (WHERE d.truck_roll_avoided) AS truck_rolls_avoided,
-       round(coalesce(sum(d.cost_avoided_usd), 0), 2) AS cost_avoided_usd,
-       any_value(r.rows_in) AS rows_in, any_value(r.rows_clean) AS rows_clean,
-       any_value(r.rows_quarantined) AS rows_quarantined,
-       any_value(r.blind_devices) AS blind_devices, any_value(r.inputs) AS inputs
-FROM runs AS r
-JOIN params AS p ON r.run_id = p.run_id
-LEFT JOIN device_state AS d ON d.run_id = r.run_id";
+/// The report's own queries and templates (reports/, compiled in like queries/).
+const KPI_SQL: &str = include_str!("../reports/kpis.sql");
+const COUNT_SQL: &str = include_str!("../reports/counts.sql");
+const SAMPLE_SQL: &str = include_str!("../reports/triage_sample.sql");
+const CSS: &str = include_str!("../reports/report.css");
+const HTML: &str = include_str!("../reports/report.html");
+const TILE_HTML: &str = include_str!("../reports/tile.html");
+const FIGURE_HTML: &str = include_str!("../reports/figure.html");
+const MARKDOWN: &str = include_str!("../reports/report.md");
+const KPI_ROW_MD: &str = include_str!("../reports/kpi_row.md");
+const FIGURE_MD: &str = include_str!("../reports/figure.md");
 
-const COUNT_SQL: &str = "
-SELECT {col} AS key, count(*) AS n FROM device_state
-WHERE run_id = (SELECT run_id FROM params) GROUP BY {col} ORDER BY {col}";
+/// Fills a template: each `{{name}}` becomes its value, which the caller has escaped. A
+/// placeholder without a value is an error (the templates' tests render every one).
+fn fill(template: &str, values: &[(&str, &str)]) -> Result<String> {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").with_context(|| {
+            format!(
+                "report template: unclosed placeholder at {:?}",
+                &rest[start..rest.len().min(start + 30)]
+            )
+        })?;
+        let name = &after[..end];
+        let value = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("report template: no value for {{{{{name}}}}}"))?;
+        out.push_str(value.1);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 
-const SAMPLE_SQL: &str = "
-SELECT priority, primary_reason, array_to_string(problems, '; ') AS problems, device_id, region,
-       hw_model, ota_status, reported_at, source_file, source_row
-FROM triage_queue
-WHERE run_id = (SELECT run_id FROM params)
-ORDER BY priority, source_file, source_row
-LIMIT 20";
+/// Fills a fragment template (one tile, one figure): its final line break is not part of it.
+fn fragment(template: &str, values: &[(&str, &str)]) -> Result<String> {
+    fill(template.strip_suffix('\n').unwrap_or(template), values)
+}
 
 /// Writes the report of `run_id` (default: the run that finished last).
 pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<ReportSummary> {
@@ -145,13 +161,13 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
     write(
         staging.path(),
         "report.html",
-        html(&data, &svgs).as_bytes(),
+        html(&data, &svgs)?.as_bytes(),
         &mut files,
     )?;
     write(
         staging.path(),
         "report.md",
-        markdown(&data, &charts).as_bytes(),
+        markdown(&data, &charts)?.as_bytes(),
         &mut files,
     )?;
     files.push("summary.json".into());
@@ -170,11 +186,9 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
         run_id: id.clone(),
         dir: dest.display().to_string(),
         files,
-        halted_regions: decisions
-            .iter()
-            .filter(|(_, d)| *d == "HALT")
-            .map(|(r, _)| r.clone())
-            .collect(),
+        halted_regions: vocab::halted_regions(
+            decisions.iter().map(|(r, d)| (r.as_str(), d.as_str())),
+        ),
         gate: decisions.into_iter().collect(),
         seconds: clock.elapsed().as_secs_f64(),
     })
@@ -357,7 +371,7 @@ fn charts_of(data: &Data) -> Result<Vec<Chart>> {
         });
         bar.devices += devices;
         for (i, (state, _)) in charts::STATES.iter().enumerate() {
-            bar.counts[i] += num(m, row, &state.to_ascii_lowercase())? as u64;
+            bar.counts[i] += num(m, row, &state.as_str().to_ascii_lowercase())? as u64;
         }
     }
     let mut roi: Vec<RoiBar> = regions
@@ -375,14 +389,19 @@ fn charts_of(data: &Data) -> Result<Vec<Chart>> {
         ) else {
             continue;
         };
-        if REMOTE_ACTIONS.contains(&action.as_str()) {
+        if Action::parse(&action).is_some_and(|a| Action::REMOTE.contains(&a)) {
             roi[i].remote_cost_usd += num(&data.roi, row, "cost_usd")?;
         }
         roi[i].cost_avoided_usd += num(&data.roi, row, "cost_avoided_usd")?;
     }
-    let reasons: Vec<(String, u64)> = REASONS
+    let reasons: Vec<(String, u64)> = Reason::ALL
         .iter()
-        .map(|r| (r.to_string(), data.by_reason.get(*r).copied().unwrap_or(0)))
+        .map(|r| {
+            (
+                r.to_string(),
+                data.by_reason.get(r.as_str()).copied().unwrap_or(0),
+            )
+        })
         .collect();
     Ok(vec![
         Chart::FailureHeatmap(Heatmap {
@@ -443,12 +462,8 @@ fn json_rows(t: &Table, rows: &[Vec<Cell>]) -> Value {
 }
 
 fn summary(data: &Data, files: &[String]) -> Value {
-    let halted: Vec<String> = decisions(&data.gate)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, d)| d == "HALT")
-        .map(|(r, _)| r)
-        .collect();
+    let decisions = decisions(&data.gate).unwrap_or_default();
+    let halted = vocab::halted_regions(decisions.iter().map(|(r, d)| (r.as_str(), d.as_str())));
     json!({
         "run_id": data.run.run_id,
         "as_of": data.run.as_of,
@@ -568,23 +583,9 @@ fn tiles(k: &Kpis) -> Vec<(&'static str, String, String)> {
     ]
 }
 
-const CSS: &str = "
-body{font-family:system-ui,-apple-system,'Segoe UI',Ubuntu,sans-serif;margin:2rem auto;max-width:1240px;color:#212121;padding:0 1rem}
-h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-.meta{color:#616161;margin-top:0}.tiles{display:flex;flex-wrap:wrap;gap:.8rem}
-.tile{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:140px;flex:1}
-.tile .v{font-size:1.7rem;font-weight:600}.tile .l{color:#616161;font-size:.85rem;text-transform:uppercase}
-.tile .n{color:#757575;font-size:.8rem}table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border-bottom:1px solid #eee;padding:.3rem .7rem;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#fafafa}
-.HALT{background:#b71c1c;color:#fff}.WATCH{background:#ffb300}.PROCEED{background:#2e7d32;color:#fff}
-.badge{padding:.1rem .5rem;border-radius:4px;font-weight:600;font-size:.8rem}
-figure{margin:1.2rem 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#616161;font-size:.85rem}code{font-size:.85rem}td.wrap{max-width:360px;word-break:break-all}
-";
-
-fn html_table(out: &mut String, t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<()> {
-    out.push_str("<table><thead><tr>");
+/// A table as HTML (no final line break): numbers right-aligned, decisions as badges.
+fn html_table(t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<String> {
+    let mut out = String::from("<table><thead><tr>");
     for c in columns {
         let _ = write!(out, "<th>{}</th>", escape_html(c));
     }
@@ -604,8 +605,8 @@ fn html_table(out: &mut String, t: &Table, rows: &[Vec<Cell>], columns: &[&str])
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody></table>\n");
-    Ok(())
+    out.push_str("</tbody></table>");
+    Ok(out)
 }
 
 const GATE_COLUMNS: [&str; 6] = [
@@ -643,133 +644,163 @@ fn inline_svg(svg: &str) -> String {
         .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "")
 }
 
-fn html(data: &Data, svgs: &[(&Chart, String)]) -> String {
-    let mut out = String::new();
+/// The HTML report: reports/report.html filled with the run's escaped values.
+fn html(data: &Data, svgs: &[(&Chart, String)]) -> Result<String> {
     let id = escape_html(&data.run.run_id);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sentinel OTA report · run {id}</title><style>{CSS}</style></head><body>\n\
-         <h1>Sentinel OTA report</h1>\n<p class=\"meta\">Run <code>{id}</code> · as of {} · inputs: {}</p>\n",
-        escape_html(&data.run.as_of),
-        escape_html(&data.inputs.join(", ")),
-    );
-    out.push_str("<div class=\"tiles\">\n");
-    for (label, value, note) in tiles(&data.kpis) {
-        let _ = writeln!(
-            out,
-            "<div class=\"tile\"><div class=\"l\">{}</div><div class=\"v\">{}</div><div class=\"n\">{}</div></div>",
-            escape_html(label),
-            escape_html(&value),
-            escape_html(&note)
-        );
-    }
-    out.push_str("</div>\n");
-    let _ = write!(
-        out,
-        "<h2>Rollout gate</h2>\n<p>HALT when a region has at least {} devices and a failure rate above {:.2}%; \
-         WATCH when the upper bound of its 95% Wilson interval is above it; PROCEED otherwise.</p>\n",
-        data.run.config.gate.gate_min_devices,
-        100.0 * data.run.config.gate.halt_failure_rate
-    );
-    let _ = html_table(&mut out, &data.gate, &data.gate.rows, &GATE_COLUMNS);
-    out.push_str("<h2>Top bottlenecks</h2>\n<h3>Cohorts (worst in their region, by Wilson lower bound)</h3>\n");
+    let tiles = tiles(&data.kpis)
+        .iter()
+        .map(|(label, value, note)| {
+            fragment(
+                TILE_HTML,
+                &[
+                    ("label", &escape_html(label)),
+                    ("value", &escape_html(value)),
+                    ("note", &escape_html(note)),
+                ],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join("\n");
+    let figures = svgs
+        .iter()
+        .map(|(chart, svg)| {
+            fragment(
+                FIGURE_HTML,
+                &[
+                    ("svg", &inline_svg(svg)),
+                    ("title", &escape_html(chart.title())),
+                    ("name", chart.name()),
+                ],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join("\n");
     let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let _ = html_table(&mut out, &data.cohorts, &cohorts, &COHORT_COLUMNS);
-    out.push_str("<h3>Gateways (worst in their region, by lift over the region)</h3>\n");
     let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let _ = html_table(&mut out, &data.gateways, &gateways, &GATEWAY_COLUMNS);
-    out.push_str("<h2>Charts</h2>\n");
-    for (chart, svg) in svgs {
-        let _ = writeln!(
-            out,
-            "<figure>{}<figcaption>{} ({}.png, {}.svg)</figcaption></figure>",
-            inline_svg(svg),
-            escape_html(chart.title()),
-            chart.name(),
-            chart.name()
-        );
-    }
-    let _ = write!(
-        out,
-        "<h2>Triage sample</h2>\n<p>The first {} of {} quarantined reports, blind spots (P1) first; \
-         the full queue is <code>stage/{}/triage.parquet</code> and the view triage_queue.</p>\n",
-        data.sample.rows.len().min(TRIAGE_SAMPLE),
-        charts::count(data.kpis.quarantined_rows),
-        escape_html(&data.run.run_id)
-    );
-    let _ = html_table(&mut out, &data.sample, &data.sample.rows, &SAMPLE_COLUMNS);
-    out.push_str(
-        "<p class=\"meta\">Written by sentinel from sentinel.duckdb.</p>\n</body></html>\n",
-    );
-    out
+    let gate = &data.run.config.gate;
+    fill(
+        HTML,
+        &[
+            ("run_id", &id),
+            ("css", CSS),
+            ("as_of", &escape_html(&data.run.as_of)),
+            ("inputs", &escape_html(&data.inputs.join(", "))),
+            ("tiles", &tiles),
+            ("gate_min_devices", &gate.gate_min_devices.to_string()),
+            (
+                "halt_failure_pct",
+                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
+            ),
+            (
+                "gate_table",
+                &html_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
+            ),
+            (
+                "cohort_table",
+                &html_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
+            ),
+            (
+                "gateway_table",
+                &html_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
+            ),
+            ("figures", &figures),
+            (
+                "sample_shown",
+                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
+            ),
+            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
+            (
+                "sample_table",
+                &html_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
+            ),
+        ],
+    )
 }
 
-fn md_table(out: &mut String, t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<()> {
-    let _ = writeln!(out, "| {} |", columns.join(" | ").replace('_', "\\_"));
-    let _ = writeln!(
-        out,
-        "|{}|",
-        columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
-    );
+/// A table as Markdown (no final line break), every cell escaped.
+fn md_table(t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<String> {
+    let mut lines = vec![
+        format!("| {} |", columns.join(" | ").replace('_', "\\_")),
+        format!(
+            "|{}|",
+            columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        ),
+    ];
     for row in rows {
         let cells: Vec<String> = columns
             .iter()
             .map(|c| Ok(escape_md(&shown(c, get(t, row, c)?))))
             .collect::<Result<_>>()?;
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        lines.push(format!("| {} |", cells.join(" | ")));
     }
-    out.push('\n');
-    Ok(())
+    Ok(lines.join("\n"))
 }
 
-fn markdown(data: &Data, charts: &[Chart]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Sentinel OTA report\n\nRun `{}` · as of {} · inputs: {}\n",
-        escape_md(&data.run.run_id).replace('`', ""),
-        escape_md(&data.run.as_of),
-        escape_md(&data.inputs.join(", "))
-    );
-    out.push_str("| KPI | value | |\n|---|---|---|\n");
-    for (label, value, note) in tiles(&data.kpis) {
-        let _ = writeln!(
-            out,
-            "| {label} | **{}** | {} |",
-            escape_md(&value),
-            escape_md(&note)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n## Rollout gate\n\nHALT when a region has at least {} devices and a failure rate above {:.2}%; \
-         WATCH when the upper bound of its 95% Wilson interval is above it; PROCEED otherwise.\n",
-        data.run.config.gate.gate_min_devices,
-        100.0 * data.run.config.gate.halt_failure_rate
-    );
-    let _ = md_table(&mut out, &data.gate, &data.gate.rows, &GATE_COLUMNS);
-    out.push_str(
-        "## Top bottlenecks\n\n### Cohorts (worst in their region, by Wilson lower bound)\n\n",
-    );
+/// The Markdown report: reports/report.md filled with the run's escaped values.
+fn markdown(data: &Data, charts: &[Chart]) -> Result<String> {
+    let kpi_rows = tiles(&data.kpis)
+        .iter()
+        .map(|(label, value, note)| {
+            fragment(
+                KPI_ROW_MD,
+                &[
+                    ("label", label),
+                    ("value", &escape_md(value)),
+                    ("note", &escape_md(note)),
+                ],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join("\n");
+    let figures = charts
+        .iter()
+        .map(|chart| {
+            fragment(
+                FIGURE_MD,
+                &[("title", chart.title()), ("name", chart.name())],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join("\n\n");
     let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let _ = md_table(&mut out, &data.cohorts, &cohorts, &COHORT_COLUMNS);
-    out.push_str("### Gateways (worst in their region, by lift over the region)\n\n");
     let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let _ = md_table(&mut out, &data.gateways, &gateways, &GATEWAY_COLUMNS);
-    out.push_str("## Charts\n\n");
-    for chart in charts {
-        let _ = writeln!(out, "![{}]({}.png)\n", chart.title(), chart.name());
-    }
-    let _ = writeln!(
-        out,
-        "## Triage sample\n\nThe first {} of {} quarantined reports, blind spots (P1) first.\n",
-        data.sample.rows.len().min(TRIAGE_SAMPLE),
-        charts::count(data.kpis.quarantined_rows)
-    );
-    let _ = md_table(&mut out, &data.sample, &data.sample.rows, &SAMPLE_COLUMNS);
-    out
+    let gate = &data.run.config.gate;
+    fill(
+        MARKDOWN,
+        &[
+            ("run_id", &escape_md(&data.run.run_id).replace('`', "")),
+            ("as_of", &escape_md(&data.run.as_of)),
+            ("inputs", &escape_md(&data.inputs.join(", "))),
+            ("kpi_rows", &kpi_rows),
+            ("gate_min_devices", &gate.gate_min_devices.to_string()),
+            (
+                "halt_failure_pct",
+                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
+            ),
+            (
+                "gate_table",
+                &md_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
+            ),
+            (
+                "cohort_table",
+                &md_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
+            ),
+            (
+                "gateway_table",
+                &md_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
+            ),
+            ("figures", &figures),
+            (
+                "sample_shown",
+                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
+            ),
+            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
+            (
+                "sample_table",
+                &md_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
+            ),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -788,5 +819,46 @@ mod tests {
     #[test]
     fn markdown_cells_cannot_break_the_table() {
         assert_eq!(escape_md("a|b\nc<d>"), "a\\|b c&lt;d&gt;");
+    }
+
+    /// Every placeholder of every template is one the code fills, and nothing else is left.
+    #[test]
+    fn templates_have_only_known_placeholders() {
+        let page = [
+            "run_id",
+            "css",
+            "as_of",
+            "inputs",
+            "tiles",
+            "kpi_rows",
+            "gate_min_devices",
+            "halt_failure_pct",
+            "gate_table",
+            "cohort_table",
+            "gateway_table",
+            "figures",
+            "sample_shown",
+            "quarantined",
+            "sample_table",
+        ];
+        let item = ["label", "value", "note", "svg", "title", "name"];
+        for (template, names) in [
+            (HTML, &page[..]),
+            (MARKDOWN, &page[..]),
+            (TILE_HTML, &item[..]),
+            (FIGURE_HTML, &item[..]),
+            (KPI_ROW_MD, &item[..]),
+            (FIGURE_MD, &item[..]),
+        ] {
+            let values: Vec<(&str, &str)> = names.iter().map(|n| (*n, "V")).collect();
+            let out = fill(template, &values).unwrap();
+            assert!(!out.contains("{{") && !out.contains("}}"), "{out}");
+        }
+        assert!(fill("a {{nope}} b", &[]).is_err());
+        assert!(fill("a {{open", &[]).is_err());
+        assert_eq!(
+            fill("<{{x}}>{{x}}", &[("x", "&lt;")]).unwrap(),
+            "<&lt;>&lt;"
+        );
     }
 }
