@@ -26,6 +26,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY queries ./queries
+COPY reports ./reports
 COPY benches ./benches
 RUN cargo build --release --locked --bin sentinel \
  && install -m 0755 target/release/sentinel /usr/local/bin/sentinel
