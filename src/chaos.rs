@@ -676,6 +676,197 @@ fn text_series<T>(
     out.finish().into_series()
 }
 
+/// What one kind of chaos does to a row.
+enum Change {
+    /// One column gets a new value.
+    Set(&'static str, Cell),
+    /// Every signal column goes null (SIGNAL_DROP).
+    DropSignals,
+    /// A copy of the row follows it; a conflicting copy has another retry_count.
+    Duplicate { conflicting: bool },
+}
+
+/// The change `plan` makes to a row whose cells (as text) `cell` gives by column name; `kind`
+/// gives each output column's kind. One function per kind below.
+fn change(
+    plan: &RowPlan,
+    cell: &dyn Fn(&str) -> Option<String>,
+    kind: &dyn Fn(&str) -> Kind,
+) -> Change {
+    let pick = plan.pick;
+    let (column, value) = match plan.kind {
+        ChaosKind::MissingRequired => missing_required(pick, kind),
+        ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => type_mismatch(plan),
+        ChaosKind::OutOfRange => out_of_range(pick),
+        ChaosKind::UnknownCategory => unknown_category(pick),
+        ChaosKind::FutureTimestamp => future_timestamp(pick, cell, kind),
+        ChaosKind::SignalDrop => return Change::DropSignals,
+        ChaosKind::ExactDuplicate => return Change::Duplicate { conflicting: false },
+        ChaosKind::ConflictingDuplicate => return Change::Duplicate { conflicting: true },
+        ChaosKind::BenignPadding => benign_padding(pick, cell),
+        ChaosKind::BenignCase => benign_case(pick, cell),
+        ChaosKind::BenignVersionPrefix => benign_version_prefix(pick, cell),
+    };
+    Change::Set(column, value)
+}
+
+/// MISSING_REQUIRED: a required column null, or blank where the column is text.
+fn missing_required(pick: u64, kind: &dyn Fn(&str) -> Kind) -> (&'static str, Cell) {
+    let required: Vec<&'static str> = schema::COLUMNS
+        .iter()
+        .filter(|c| c.required)
+        .map(|c| c.name)
+        .collect();
+    let column = choose(&required, pick, 3);
+    let value = if kind(column) == Kind::Text && pick.is_multiple_of(2) {
+        Cell::Text(choose(&["", "   ", "\t"], pick, 4).to_string())
+    } else {
+        Cell::Null
+    };
+    (column, value)
+}
+
+/// TYPE_MISMATCH: garbage text in a typed column, or a timestamp no parser takes.
+fn type_mismatch(plan: &RowPlan) -> (&'static str, Cell) {
+    let column = text_target(plan).expect("text kinds have a target");
+    let value = if plan.kind == ChaosKind::TypeMismatch {
+        garbage_for(column, plan.pick)
+    } else {
+        unparseable_timestamp(plan.pick)
+    };
+    (column, Cell::Text(value))
+}
+
+/// OUT_OF_RANGE: a number outside its bounds, NaN or infinite.
+fn out_of_range(pick: u64) -> (&'static str, Cell) {
+    let column = choose(
+        &[
+            schema::DOWNLOAD_PCT,
+            schema::BATTERY_PCT,
+            schema::RSSI_DBM,
+            schema::BOOT_FAILURES,
+            schema::RETRY_COUNT,
+        ],
+        pick,
+        3,
+    );
+    let value = match column {
+        // Above 100 only: a negative download of a succeeded row would also be INCONSISTENT.
+        schema::DOWNLOAD_PCT => {
+            Cell::Float(choose(&[100.5, 250.0, f64::NAN, f64::INFINITY], pick, 4))
+        }
+        schema::BATTERY_PCT => {
+            Cell::Float(choose(&[-1.0, 180.5, f64::NAN, f64::NEG_INFINITY], pick, 4))
+        }
+        schema::RSSI_DBM => Cell::Int(choose(&[12, -200, 5], pick, 4)),
+        schema::BOOT_FAILURES => Cell::Int(choose(&[-1, 5000], pick, 4)),
+        _ => Cell::Int(choose(&[-2, 99_999], pick, 4)),
+    };
+    (column, value)
+}
+
+/// UNKNOWN_CATEGORY: a region, model, status or error code outside its vocabulary.
+fn unknown_category(pick: u64) -> (&'static str, Cell) {
+    let column = choose(
+        &[
+            schema::REGION,
+            schema::HW_MODEL,
+            schema::OTA_STATUS,
+            schema::ERROR_CODE,
+        ],
+        pick,
+        3,
+    );
+    let value = match column {
+        schema::REGION => choose(&["mars-north", "us-east-9", "antarctica"], pick, 4),
+        schema::HW_MODEL => choose(&["SEN-999", "TOASTER-1"], pick, 4),
+        schema::OTA_STATUS => choose(&["paused", "exploded", "unknown"], pick, 4),
+        _ => choose(&["E_GREMLINS", "E_UNKNOWN"], pick, 4),
+    };
+    (column, Cell::Text(value.to_string()))
+}
+
+/// BAD_TIMESTAMP: a timestamp ten years later.
+fn future_timestamp(
+    pick: u64,
+    cell: &dyn Fn(&str) -> Option<String>,
+    kind: &dyn Fn(&str) -> Kind,
+) -> (&'static str, Cell) {
+    const TEN_YEARS: i64 = 3650 * 86_400 * 1_000_000;
+    let column = choose(&TIMESTAMP_COLUMNS, pick, 3);
+    let current = cell(column)
+        .as_deref()
+        .and_then(schema::parse_timestamp)
+        .unwrap_or(4_070_908_800_000_000 - TEN_YEARS);
+    let value = current + TEN_YEARS;
+    let value = if kind(column) == Kind::Text {
+        Cell::Text(schema::format_timestamp(value))
+    } else {
+        Cell::Time(value)
+    };
+    (column, value)
+}
+
+/// A conflicting copy's retry_count: one more (one less at the bound), same kind of cell.
+fn conflicting_retry_count(current: Option<&str>, kind: Kind) -> Cell {
+    let n = current.and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+    let next = if n >= 1000 { n - 1 } else { n + 1 };
+    if kind == Kind::Text {
+        Cell::Text(next.to_string())
+    } else {
+        Cell::Int(next)
+    }
+}
+
+/// Benign: blanks around a text value, which normalization trims.
+fn benign_padding(pick: u64, cell: &dyn Fn(&str) -> Option<String>) -> (&'static str, Cell) {
+    let texts = [
+        schema::DEVICE_ID,
+        schema::REGION,
+        schema::HW_MODEL,
+        schema::GATEWAY_ID,
+        schema::FIRMWARE_FROM,
+        schema::FIRMWARE_TARGET,
+        schema::FIRMWARE_REPORTED,
+        schema::OTA_STATUS,
+        schema::ERROR_CODE,
+    ];
+    let (column, v) = first_present(&texts, pick, &|n| cell(n), schema::REGION);
+    let padded = match pick % 4 {
+        0 => format!(" {v}"),
+        1 => format!("{v}  "),
+        2 => format!("\t{v}\n"),
+        _ => format!("  {v} \r\n"),
+    };
+    (column, Cell::Text(padded))
+}
+
+/// Benign: an enum value in another case, which caseless matching accepts.
+fn benign_case(pick: u64, cell: &dyn Fn(&str) -> Option<String>) -> (&'static str, Cell) {
+    let enums = [
+        schema::REGION,
+        schema::HW_MODEL,
+        schema::OTA_STATUS,
+        schema::ERROR_CODE,
+    ];
+    let (column, v) = first_present(&enums, pick, &|n| cell(n), schema::REGION);
+    let upper = v.to_uppercase();
+    let changed = if upper != v { upper } else { v.to_lowercase() };
+    (column, Cell::Text(changed))
+}
+
+/// Benign: a version with a leading `v` or `V`, which the contract accepts and drops.
+fn benign_version_prefix(pick: u64, cell: &dyn Fn(&str) -> Option<String>) -> (&'static str, Cell) {
+    let versions = [
+        schema::FIRMWARE_FROM,
+        schema::FIRMWARE_TARGET,
+        schema::FIRMWARE_REPORTED,
+    ];
+    let (column, v) = first_present(&versions, pick, &|n| cell(n), schema::FIRMWARE_TARGET);
+    let prefix = if pick.is_multiple_of(2) { "v" } else { "V" };
+    (column, Cell::Text(format!("{prefix}{v}")))
+}
+
 /// Corrupts one chunk. `first_row` is the chunk's first input row, `first_out` the output row its
 /// first row lands on.
 fn corrupt_chunk(
@@ -729,98 +920,11 @@ fn corrupt_chunk(
             entry.after = value.text();
             edits.push((c, out_row, value));
         };
-        let pick = plan.pick;
-        match plan.kind {
-            ChaosKind::MissingRequired => {
-                let required: Vec<&str> = schema::COLUMNS
-                    .iter()
-                    .filter(|c| c.required)
-                    .map(|c| c.name)
-                    .collect();
-                let column = choose(&required, pick, 3);
-                let value = if out_kinds[col_index(column)] == Kind::Text && pick % 2 == 0 {
-                    Cell::Text(choose(&["", "   ", "\t"], pick, 4).to_string())
-                } else {
-                    Cell::Null
-                };
-                set(&mut edits, &mut entry, column, value);
-            }
-            ChaosKind::TypeMismatch | ChaosKind::UnparseableTimestamp => {
-                let column = text_target(&plan).expect("text kinds have a target");
-                let value = if plan.kind == ChaosKind::TypeMismatch {
-                    garbage_for(column, pick)
-                } else {
-                    unparseable_timestamp(pick)
-                };
-                set(&mut edits, &mut entry, column, Cell::Text(value));
-            }
-            ChaosKind::OutOfRange => {
-                let column = choose(
-                    &[
-                        schema::DOWNLOAD_PCT,
-                        schema::BATTERY_PCT,
-                        schema::RSSI_DBM,
-                        schema::BOOT_FAILURES,
-                        schema::RETRY_COUNT,
-                    ],
-                    pick,
-                    3,
-                );
-                let value = match column {
-                    // Above 100 only: a negative download of a succeeded row would also be INCONSISTENT.
-                    schema::DOWNLOAD_PCT => {
-                        Cell::Float(choose(&[100.5, 250.0, f64::NAN, f64::INFINITY], pick, 4))
-                    }
-                    schema::BATTERY_PCT => {
-                        Cell::Float(choose(&[-1.0, 180.5, f64::NAN, f64::NEG_INFINITY], pick, 4))
-                    }
-                    schema::RSSI_DBM => Cell::Int(choose(&[12, -200, 5], pick, 4)),
-                    schema::BOOT_FAILURES => Cell::Int(choose(&[-1, 5000], pick, 4)),
-                    _ => Cell::Int(choose(&[-2, 99_999], pick, 4)),
-                };
-                set(&mut edits, &mut entry, column, value);
-            }
-            ChaosKind::UnknownCategory => {
-                let column = choose(
-                    &[
-                        schema::REGION,
-                        schema::HW_MODEL,
-                        schema::OTA_STATUS,
-                        schema::ERROR_CODE,
-                    ],
-                    pick,
-                    3,
-                );
-                let value = match column {
-                    schema::REGION => choose(&["mars-north", "us-east-9", "antarctica"], pick, 4),
-                    schema::HW_MODEL => choose(&["SEN-999", "TOASTER-1"], pick, 4),
-                    schema::OTA_STATUS => choose(&["paused", "exploded", "unknown"], pick, 4),
-                    _ => choose(&["E_GREMLINS", "E_UNKNOWN"], pick, 4),
-                };
-                set(
-                    &mut edits,
-                    &mut entry,
-                    column,
-                    Cell::Text(value.to_string()),
-                );
-            }
-            ChaosKind::FutureTimestamp => {
-                const TEN_YEARS: i64 = 3650 * 86_400 * 1_000_000;
-                let column = choose(&TIMESTAMP_COLUMNS, pick, 3);
-                let c = col_index(column);
-                let current = cell(c, local)
-                    .as_deref()
-                    .and_then(schema::parse_timestamp)
-                    .unwrap_or(4_070_908_800_000_000 - TEN_YEARS);
-                let value = current + TEN_YEARS;
-                let value = if out_kinds[c] == Kind::Text {
-                    Cell::Text(schema::format_timestamp(value))
-                } else {
-                    Cell::Time(value)
-                };
-                set(&mut edits, &mut entry, column, value);
-            }
-            ChaosKind::SignalDrop => {
+        let row_cell = |name: &str| cell(col_index(name), local);
+        let kind_of = |name: &str| out_kinds[col_index(name)];
+        match change(&plan, &row_cell, &kind_of) {
+            Change::Set(column, value) => set(&mut edits, &mut entry, column, value),
+            Change::DropSignals => {
                 let mut before = Vec::new();
                 for c in schema::COLUMNS.iter().filter(|c| c.signal) {
                     let i = col_index(c.name);
@@ -833,7 +937,7 @@ fn corrupt_chunk(
                 }
                 entry.before = Some(before.join(";"));
             }
-            ChaosKind::ExactDuplicate | ChaosKind::ConflictingDuplicate => {
+            Change::Duplicate { conflicting } => {
                 take.push(local as IdxSize);
                 let mut copy = LogEntry {
                     source_row: source_row + 1,
@@ -844,19 +948,10 @@ fn corrupt_chunk(
                     input_row,
                     inserted: true,
                 };
-                if plan.kind == ChaosKind::ConflictingDuplicate {
+                if conflicting {
                     let c = col_index(schema::RETRY_COUNT);
                     let current = cell(c, local);
-                    let n = current
-                        .as_deref()
-                        .and_then(|t| t.parse::<i64>().ok())
-                        .unwrap_or(0);
-                    let next = if n >= 1000 { n - 1 } else { n + 1 };
-                    let value = if out_kinds[c] == Kind::Text {
-                        Cell::Text(next.to_string())
-                    } else {
-                        Cell::Int(next)
-                    };
+                    let value = conflicting_retry_count(current.as_deref(), out_kinds[c]);
                     copy.column = schema::RETRY_COUNT.into();
                     copy.before = current;
                     copy.after = value.text();
@@ -865,61 +960,6 @@ fn corrupt_chunk(
                 }
                 log.push(copy);
                 continue;
-            }
-            ChaosKind::BenignPadding => {
-                let texts = [
-                    schema::DEVICE_ID,
-                    schema::REGION,
-                    schema::HW_MODEL,
-                    schema::GATEWAY_ID,
-                    schema::FIRMWARE_FROM,
-                    schema::FIRMWARE_TARGET,
-                    schema::FIRMWARE_REPORTED,
-                    schema::OTA_STATUS,
-                    schema::ERROR_CODE,
-                ];
-                let (column, v) =
-                    first_present(&texts, pick, &|n| cell(col_index(n), local), schema::REGION);
-                let padded = match pick % 4 {
-                    0 => format!(" {v}"),
-                    1 => format!("{v}  "),
-                    2 => format!("\t{v}\n"),
-                    _ => format!("  {v} \r\n"),
-                };
-                set(&mut edits, &mut entry, column, Cell::Text(padded));
-            }
-            ChaosKind::BenignCase => {
-                let enums = [
-                    schema::REGION,
-                    schema::HW_MODEL,
-                    schema::OTA_STATUS,
-                    schema::ERROR_CODE,
-                ];
-                let (column, v) =
-                    first_present(&enums, pick, &|n| cell(col_index(n), local), schema::REGION);
-                let upper = v.to_uppercase();
-                let changed = if upper != v { upper } else { v.to_lowercase() };
-                set(&mut edits, &mut entry, column, Cell::Text(changed));
-            }
-            ChaosKind::BenignVersionPrefix => {
-                let versions = [
-                    schema::FIRMWARE_FROM,
-                    schema::FIRMWARE_TARGET,
-                    schema::FIRMWARE_REPORTED,
-                ];
-                let (column, v) = first_present(
-                    &versions,
-                    pick,
-                    &|n| cell(col_index(n), local),
-                    schema::FIRMWARE_TARGET,
-                );
-                let prefix = if pick % 2 == 0 { "v" } else { "V" };
-                set(
-                    &mut edits,
-                    &mut entry,
-                    column,
-                    Cell::Text(format!("{prefix}{v}")),
-                );
             }
         }
         log.push(entry);

@@ -10,7 +10,7 @@ use polars::prelude::{
     StringChunked, col, concat_str, len, lit, when,
 };
 
-use crate::config::Config;
+use crate::config::{Config, Costs, Thresholds};
 use crate::ingest::{SOURCE_FILE, SOURCE_ROW};
 use crate::schema;
 use crate::vocab::{Action, ErrorCode, OtaStatus, State, texts};
@@ -96,51 +96,131 @@ pub fn latest_reports(clean: LazyFrame) -> PolarsResult<LazyFrame> {
 /// `cost_avoided_usd` and `rationale` to the latest reports.
 pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame {
     let t = &config.thresholds;
-    let hour = 3_600_000_000f64;
-    let heartbeat_cut = as_of_us - (t.heartbeat_timeout_hours * hour) as i64;
-    let campaign_cut = as_of_us - (t.campaign_timeout_hours * hour) as i64;
+    let facts = Facts::new(config, as_of_us);
+    latest
+        .with_columns([
+            stale(t, as_of_us).alias("stale"),
+            // Timestamps as text once: several rationale sentences quote them.
+            time_text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
+            time_text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
+        ])
+        .with_columns([state(&facts).alias("state")])
+        .with_columns([
+            one_of(col("state"), &texts(&State::FAILED, State::as_str)).alias("failed"),
+            action(&facts, t).alias("action"),
+        ])
+        .with_columns([
+            cost(&config.costs_usd).alias("cost_usd"),
+            one_of(col("action"), &texts(&Action::REMOTE, Action::as_str))
+                .alias("truck_roll_avoided"),
+        ])
+        .with_columns([
+            state_why(&facts, t).alias("__why_state"),
+            action_why(&facts, t).alias("__why_action"),
+        ])
+        .with_columns([
+            when(col("truck_roll_avoided"))
+                .then(lit(config.costs_usd.FIELD_SERVICE))
+                .otherwise(lit(0.0))
+                .alias("cost_avoided_usd"),
+            rationale().alias("rationale"),
+        ])
+        .select(device_state_columns())
+}
 
-    let status = col(schema::OTA_STATUS);
+/// Whether the device has gone silent: no heartbeat, or none within heartbeat_timeout of as_of.
+fn stale(t: &Thresholds, as_of_us: i64) -> Expr {
+    let heartbeat_cut = as_of_us - (t.heartbeat_timeout_hours * HOUR_US) as i64;
     let heartbeat = col(schema::LAST_HEARTBEAT_AT).cast(DataType::Int64);
-    let stale = heartbeat
+    heartbeat
         .clone()
         .is_null()
-        .or(flag(heartbeat.lt(lit(heartbeat_cut))));
-    let full = flag(col(schema::DOWNLOAD_PCT).eq(lit(100.0)));
-    let boot = flag(col(schema::BOOT_FAILURES).gt_eq(lit(t.brick_boot_failures)));
-    let reported = col(schema::FIRMWARE_REPORTED);
-    let succeeded = flag(status.clone().eq(OtaStatus::Succeeded.lit()));
-    let started_long_ago = flag(
-        col(schema::UPDATE_STARTED_AT)
-            .cast(DataType::Int64)
-            .lt(lit(campaign_cut)),
-    );
-    let silent_after_download = col("stale").and(full.clone()).and(one_of(
-        status.clone(),
-        &texts(
-            &[
-                OtaStatus::Installing,
-                OtaStatus::Failed,
-                OtaStatus::TimedOut,
-            ],
-            OtaStatus::as_str,
-        ),
-    ));
-    let false_success = succeeded
-        .clone()
-        .and(flag(reported.clone().eq(col(schema::FIRMWARE_FROM))));
+        .or(flag(heartbeat.lt(lit(heartbeat_cut))))
+}
 
-    let state = when(boot.clone().or(silent_after_download.clone()))
+const HOUR_US: f64 = 3_600_000_000f64;
+
+/// What the rules look at in a device's latest clean report, each a boolean (or value)
+/// expression; `stale` is the column of that name.
+struct Facts {
+    status: Expr,
+    full: Expr,
+    boot: Expr,
+    succeeded: Expr,
+    false_success: Expr,
+    silent_after_download: Expr,
+    started_long_ago: Expr,
+    retries: Expr,
+    battery_ok: Expr,
+    signal_ok: Expr,
+    is_dual: Expr,
+    flash: Expr,
+}
+
+impl Facts {
+    fn new(config: &Config, as_of_us: i64) -> Facts {
+        let t = &config.thresholds;
+        let campaign_cut = as_of_us - (t.campaign_timeout_hours * HOUR_US) as i64;
+        let status = col(schema::OTA_STATUS);
+        let full = flag(col(schema::DOWNLOAD_PCT).eq(lit(100.0)));
+        let succeeded = flag(status.clone().eq(OtaStatus::Succeeded.lit()));
+        let dual_bank: Vec<&str> = config
+            .models
+            .iter()
+            .filter(|(_, m)| m.dual_bank)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        Facts {
+            boot: flag(col(schema::BOOT_FAILURES).gt_eq(lit(t.brick_boot_failures))),
+            silent_after_download: col("stale").and(full.clone()).and(one_of(
+                status.clone(),
+                &texts(
+                    &[
+                        OtaStatus::Installing,
+                        OtaStatus::Failed,
+                        OtaStatus::TimedOut,
+                    ],
+                    OtaStatus::as_str,
+                ),
+            )),
+            false_success: succeeded.clone().and(flag(
+                col(schema::FIRMWARE_REPORTED).eq(col(schema::FIRMWARE_FROM)),
+            )),
+            started_long_ago: flag(
+                col(schema::UPDATE_STARTED_AT)
+                    .cast(DataType::Int64)
+                    .lt(lit(campaign_cut)),
+            ),
+            retries: col(schema::RETRY_COUNT)
+                .fill_null(lit(0i32))
+                .cast(DataType::Int64),
+            battery_ok: col(schema::BATTERY_PCT)
+                .is_null()
+                .or(flag(col(schema::BATTERY_PCT).gt_eq(lit(t.min_battery_pct)))),
+            signal_ok: col(schema::RSSI_DBM)
+                .is_null()
+                .or(flag(col(schema::RSSI_DBM).gt_eq(lit(t.min_rssi_dbm)))),
+            is_dual: one_of(col(schema::HW_MODEL), &dual_bank),
+            flash: flag(col(schema::ERROR_CODE).eq(ErrorCode::FlashWrite.lit())),
+            status,
+            full,
+            succeeded,
+        }
+    }
+}
+
+/// The state: the first of SPEC section 5's rules that matches.
+fn state(f: &Facts) -> Expr {
+    let status = &f.status;
+    when(f.boot.clone().or(f.silent_after_download.clone()))
         .then(State::Bricked.lit())
         .when(col("stale"))
         .then(State::Unreachable.lit())
-        .when(
-            succeeded
-                .clone()
-                .and(flag(reported.clone().eq(col(schema::FIRMWARE_TARGET)))),
-        )
+        .when(f.succeeded.clone().and(flag(
+            col(schema::FIRMWARE_REPORTED).eq(col(schema::FIRMWARE_TARGET)),
+        )))
         .then(State::Healthy.lit())
-        .when(flag(status.clone().eq(OtaStatus::RolledBack.lit())).or(false_success.clone()))
+        .when(flag(status.clone().eq(OtaStatus::RolledBack.lit())).or(f.false_success.clone()))
         .then(State::RolledBack.lit())
         .when(one_of(
             status.clone(),
@@ -159,30 +239,16 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
                     OtaStatus::as_str,
                 ),
             )
-            .and(started_long_ago),
+            .and(f.started_long_ago.clone()),
         )
         .then(State::Stalled.lit())
-        .otherwise(State::Updating.lit());
+        .otherwise(State::Updating.lit())
+}
 
-    let retries = col(schema::RETRY_COUNT)
-        .fill_null(lit(0i32))
-        .cast(DataType::Int64);
-    let battery_ok = col(schema::BATTERY_PCT)
-        .is_null()
-        .or(flag(col(schema::BATTERY_PCT).gt_eq(lit(t.min_battery_pct))));
-    let signal_ok = col(schema::RSSI_DBM)
-        .is_null()
-        .or(flag(col(schema::RSSI_DBM).gt_eq(lit(t.min_rssi_dbm))));
-    let dual_bank: Vec<&str> = config
-        .models
-        .iter()
-        .filter(|(_, m)| m.dual_bank)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let is_dual = one_of(col(schema::HW_MODEL), &dual_bank);
-    let flash = flag(col(schema::ERROR_CODE).eq(ErrorCode::FlashWrite.lit()));
+/// The action for the `state` column (SPEC section 5's second table).
+fn action(f: &Facts, t: &Thresholds) -> Expr {
     let st = col("state");
-    let action = when(st.clone().eq(State::Healthy.lit()))
+    when(st.clone().eq(State::Healthy.lit()))
         .then(Action::None.lit())
         .when(st.clone().eq(State::Updating.lit()))
         .then(Action::Wait.lit())
@@ -194,52 +260,57 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
             ),
         ))
         .then(
-            when(retries.clone().gt_eq(lit(t.max_retries)))
+            when(f.retries.clone().gt_eq(lit(t.max_retries)))
                 .then(Action::Escalate.lit())
-                .when(battery_ok.clone().and(signal_ok.clone()))
+                .when(f.battery_ok.clone().and(f.signal_ok.clone()))
                 .then(Action::RetryOta.lit())
                 .otherwise(Action::Defer.lit()),
         )
-        .when(st.clone().eq(State::Bricked.lit()))
+        .when(st.eq(State::Bricked.lit()))
         .then(
-            when(is_dual.clone())
+            when(f.is_dual.clone())
                 .then(Action::RemoteRollback.lit())
-                .when(flash.clone())
+                .when(f.flash.clone())
                 .then(Action::Rma.lit())
                 .otherwise(Action::FieldService.lit()),
         )
         .otherwise(
-            when(full.clone())
+            when(f.full.clone())
                 .then(Action::FieldService.lit())
                 .otherwise(Action::Wait.lit()),
-        );
+        )
+}
 
-    let c = &config.costs_usd;
-    let costs = c.by_action();
+/// The cost of the `action` column, from the configuration.
+fn cost(costs: &Costs) -> Expr {
     let mut cost = when(lit(false))
         .then(lit(0.0))
         .when(lit(false))
         .then(lit(0.0));
-    for (a, usd) in costs {
+    for (a, usd) in costs.by_action() {
         cost = cost.when(col("action").eq(a.lit())).then(lit(usd));
     }
-    let cost = cost.otherwise(lit(0.0));
+    cost.otherwise(lit(0.0))
+}
 
-    // Rationale: the state's reason, then the action's.
+/// The first half of the rationale: why the device is in its state, with the deciding values.
+fn state_why(f: &Facts, t: &Thresholds) -> Expr {
+    let st = col("state");
+    let status = f.status.clone();
     let model = col(schema::HW_MODEL);
-    let bank = when(is_dual.clone())
+    let bank = when(f.is_dual.clone())
         .then(lit("dual-bank "))
         .otherwise(lit("single-bank "));
-    let state_why = when(boot)
+    when(f.boot.clone())
         .then(sentence(vec![
             lit("boot_failures="),
             text(col(schema::BOOT_FAILURES)),
             lit(format!(" >= {}", t.brick_boot_failures)),
             lit(" on "),
-            bank.clone(),
-            model.clone(),
+            bank,
+            model,
         ]))
-        .when(silent_after_download)
+        .when(f.silent_after_download.clone())
         .then(sentence(vec![
             lit("no heartbeat since "),
             col("__heartbeat_text"),
@@ -261,7 +332,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
             lit("succeeded and reports target "),
             col(schema::FIRMWARE_TARGET),
         ]))
-        .when(false_success)
+        .when(f.false_success.clone())
         .then(sentence(vec![
             lit("succeeded but reports the old image "),
             col(schema::FIRMWARE_FROM),
@@ -278,23 +349,28 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
             lit(", error_code="),
             text(col(schema::ERROR_CODE)),
         ]))
-        .when(st.clone().eq(State::Stalled.lit()))
+        .when(st.eq(State::Stalled.lit()))
         .then(sentence(vec![
             status.clone(),
             lit(" since "),
             col("__started_text"),
             lit(format!(" (over {} h)", t.campaign_timeout_hours)),
         ]))
-        .when(succeeded)
+        .when(f.succeeded.clone())
         .then(lit("succeeded, new image not yet confirmed by the device"))
         .otherwise(sentence(vec![
             status,
             lit(" since "),
             col("__started_text"),
-        ]));
+        ]))
+}
+
+/// The second half of the rationale: why this action (null for NONE, WAIT of an updating device).
+fn action_why(f: &Facts, t: &Thresholds) -> Expr {
     let a = col("action");
-    let retry_text = sentence(vec![lit("retry_count="), text(retries.clone())]);
-    let action_why = when(a.clone().eq(Action::RetryOta.lit()))
+    let model = col(schema::HW_MODEL);
+    let retry_text = sentence(vec![lit("retry_count="), text(f.retries.clone())]);
+    when(a.clone().eq(Action::RetryOta.lit()))
         .then(sentence(vec![
             retry_text.clone(),
             lit(format!(
@@ -306,7 +382,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .then(sentence(vec![
             retry_text.clone(),
             lit(format!(" < {} but ", t.max_retries)),
-            when(battery_ok.not())
+            when(f.battery_ok.clone().not())
                 .then(sentence(vec![
                     lit("battery_pct="),
                     text(col(schema::BATTERY_PCT)),
@@ -337,54 +413,29 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
         .when(
             a.clone()
                 .eq(Action::FieldService.lit())
-                .and(st.clone().eq(State::Bricked.lit())),
+                .and(col("state").eq(State::Bricked.lit())),
         )
         .then(sentence(vec![lit("single-bank "), model]))
-        .when(a.clone().eq(Action::FieldService.lit()))
+        .when(a.eq(Action::FieldService.lit()))
         .then(lit("image fully downloaded, device silent"))
-        .otherwise(lit(NULL).cast(DataType::String));
-    // Both halves are materialized once: without common-subexpression elimination, each clone
-    // of these long when/then chains would be evaluated again over every device.
+        .otherwise(lit(NULL).cast(DataType::String))
+}
+
+/// The rationale sentence: `<why the state> -> <action>[: <why the action>]`. Both halves are
+/// columns, materialized once: without common-subexpression elimination, each clone of their
+/// long when/then chains would be evaluated again over every device.
+fn rationale() -> Expr {
+    let a = col("action");
     let (why_state, why_action) = (col("__why_state"), col("__why_action"));
-    let rationale = when(why_action.clone().is_null())
+    when(why_action.clone().is_null())
         .then(sentence(vec![why_state.clone(), lit(" -> "), a.clone()]))
         .otherwise(sentence(vec![
             why_state,
             lit(" -> "),
-            a.clone(),
+            a,
             lit(": "),
             why_action,
-        ]));
-
-    latest
-        .with_columns([
-            stale.alias("stale"),
-            // Timestamps as text once: several rationale sentences quote them.
-            time_text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
-            time_text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
-        ])
-        .with_columns([state.alias("state")])
-        .with_columns([
-            one_of(col("state"), &texts(&State::FAILED, State::as_str)).alias("failed"),
-            action.alias("action"),
-        ])
-        .with_columns([
-            cost.alias("cost_usd"),
-            one_of(col("action"), &texts(&Action::REMOTE, Action::as_str))
-                .alias("truck_roll_avoided"),
-        ])
-        .with_columns([
-            state_why.alias("__why_state"),
-            action_why.alias("__why_action"),
-        ])
-        .with_columns([
-            when(col("truck_roll_avoided"))
-                .then(lit(c.FIELD_SERVICE))
-                .otherwise(lit(0.0))
-                .alias("cost_avoided_usd"),
-            rationale.alias("rationale"),
-        ])
-        .select(device_state_columns())
+        ]))
 }
 
 /// The columns of device_state, in order.

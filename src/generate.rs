@@ -412,14 +412,6 @@ impl DeviceGen<'_> {
     fn final_report(&mut self, outcome: Outcome, cause: Cause) -> (Report, i64) {
         let as_of = self.as_of;
         let reported_at = as_of - self.between(0, 10 * MINUTE);
-        let fresh = |g: &mut Self| Some(reported_at - g.between(0, 6 * HOUR));
-        let stale = |g: &mut Self| {
-            if g.chance(0.15) {
-                None
-            } else {
-                Some(reported_at - g.between(26 * HOUR, 60 * HOUR))
-            }
-        };
         let mut started = as_of - self.between(30 * MINUTE, 46 * HOUR);
         let mut r = Report {
             status: SUCCEEDED,
@@ -432,163 +424,198 @@ impl DeviceGen<'_> {
             reported_at,
         };
         match outcome {
-            Outcome::Healthy => {
-                started = as_of - self.between(30 * MINUTE, 68 * HOUR);
-                r.boot_failures = Some(if self.chance(0.9) {
-                    0
-                } else {
-                    self.rng.random_range(1..3)
-                });
-                r.retry_count = Some(if self.chance(0.8) {
-                    0
-                } else {
-                    self.rng.random_range(1..4)
-                });
-                r.heartbeat = fresh(self);
-            }
-            Outcome::Updating => {
-                r.reported_fw = Some(REPORTED_FROM);
-                let u = self.u();
-                if u < 0.25 {
-                    r.status = QUEUED;
-                    r.download = if self.chance(0.5) { Some(0.0) } else { None };
-                } else if u < 0.65 {
-                    r.status = DOWNLOADING;
-                    r.download = Some(self.pct(1.0, 99.0));
-                } else if u < 0.85 {
-                    r.status = INSTALLING;
-                } else {
-                    // Succeeded, not yet confirmed by the device.
-                    r.reported_fw = None;
-                }
-                r.heartbeat = fresh(self);
-            }
-            Outcome::Partial => {
-                r.reported_fw = Some(REPORTED_FROM);
-                let (status, error, download) = match cause {
-                    Cause::WeakSignal => (
-                        if self.chance(0.6) { TIMED_OUT } else { FAILED },
-                        E_DOWNLOAD_TIMEOUT,
-                        self.pct(5.0, 95.0),
-                    ),
-                    Cause::Gateway if self.chance(0.6) => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
-                    Cause::Gateway => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
-                    _ => match self.rng.random_range(0..5) {
-                        0 => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
-                        1 => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
-                        2 => (FAILED, E_SIGNATURE_INVALID, 100.0),
-                        3 => (FAILED, E_INSUFFICIENT_STORAGE, self.pct(0.0, 100.0)),
-                        _ => (FAILED, E_POWER_LOSS, self.pct(10.0, 100.0)),
-                    },
-                };
-                r.status = status;
-                r.error = Some(error);
-                r.download = Some(download);
-                r.boot_failures = Some(self.rng.random_range(0..3));
-                r.retry_count = Some(self.retries());
-                r.heartbeat = fresh(self);
-            }
-            Outcome::RolledBack => {
-                r.reported_fw = Some(REPORTED_FROM);
-                if self.chance(0.85) {
-                    r.status = ROLLED_BACK;
-                    r.error = match self.rng.random_range(0..3) {
-                        0 => None,
-                        1 => Some(E_SIGNATURE_INVALID),
-                        _ => Some(E_BOOT_LOOP),
-                    };
-                    r.boot_failures = Some(self.rng.random_range(0..3));
-                }
-                // else: a false success, the device booted back into the old image.
-                r.retry_count = Some(self.retries());
-                r.heartbeat = fresh(self);
-            }
-            Outcome::Stalled => {
-                started = as_of - self.between(49 * HOUR, 70 * HOUR);
-                r.reported_fw = Some(REPORTED_FROM);
-                match self.rng.random_range(0..3) {
-                    0 => {
-                        r.status = QUEUED;
-                        r.download = Some(0.0);
-                    }
-                    1 => {
-                        r.status = DOWNLOADING;
-                        r.download = Some(self.pct(1.0, 99.0));
-                    }
-                    _ => r.status = INSTALLING,
-                }
-                r.retry_count = Some(self.retries());
-                r.heartbeat = fresh(self);
-            }
-            Outcome::Bricked => {
-                let boot_loop = cause == Cause::BrickCohort && self.chance(0.8) || self.chance(0.6);
-                r.retry_count = Some(self.retries());
-                if boot_loop {
-                    r.status = [FAILED, ROLLED_BACK, INSTALLING][self.rng.random_range(0..3)];
-                    r.error = Some(if self.chance(0.6) {
-                        E_BOOT_LOOP
-                    } else {
-                        E_FLASH_WRITE
-                    });
-                    r.boot_failures = Some(self.rng.random_range(3..13));
-                    r.reported_fw = if self.chance(0.5) {
-                        Some(REPORTED_FROM)
-                    } else {
-                        None
-                    };
-                    r.heartbeat = if self.chance(0.7) {
-                        fresh(self)
-                    } else {
-                        stale(self)
-                    };
-                } else {
-                    // Went silent after the image was fully downloaded, while installing.
-                    r.status = [INSTALLING, FAILED, TIMED_OUT][self.rng.random_range(0..3)];
-                    r.error = match r.status {
-                        INSTALLING => None,
-                        _ if self.chance(0.5) => Some(E_POWER_LOSS),
-                        _ => Some(E_FLASH_WRITE),
-                    };
-                    r.boot_failures = if self.chance(0.5) {
-                        None
-                    } else {
-                        Some(self.rng.random_range(0..3))
-                    };
-                    r.reported_fw = None;
-                    r.heartbeat = Some(reported_at - self.between(26 * HOUR, 60 * HOUR));
-                }
-            }
-            Outcome::Unreachable => {
-                r.retry_count = Some(self.retries());
-                r.heartbeat = stale(self);
-                if self.chance(0.6) || cause == Cause::WeakSignal {
-                    // Silent before the image was fully downloaded.
-                    r.reported_fw = Some(REPORTED_FROM);
-                    match self.rng.random_range(0..3) {
-                        0 => {
-                            r.status = QUEUED;
-                            r.download = None;
-                        }
-                        1 => {
-                            r.status = DOWNLOADING;
-                            r.download = Some(self.pct(1.0, 99.0));
-                        }
-                        _ => {
-                            r.status = TIMED_OUT;
-                            r.error = Some(E_DOWNLOAD_TIMEOUT);
-                            r.download = Some(self.pct(1.0, 99.0));
-                        }
-                    }
-                } else if self.chance(0.7) {
-                    // Reported success, then never confirmed the new image.
-                    r.reported_fw = None;
-                } else {
-                    r.status = ROLLED_BACK;
-                    r.reported_fw = Some(REPORTED_FROM);
-                }
-            }
+            Outcome::Healthy => self.outcome_healthy(&mut r, &mut started),
+            Outcome::Updating => self.outcome_updating(&mut r),
+            Outcome::Partial => self.outcome_partial(&mut r, cause),
+            Outcome::RolledBack => self.outcome_rolled_back(&mut r),
+            Outcome::Stalled => self.outcome_stalled(&mut r, &mut started),
+            Outcome::Bricked => self.outcome_bricked(&mut r, cause),
+            Outcome::Unreachable => self.outcome_unreachable(&mut r, cause),
         }
         (r, started)
+    }
+
+    /// A heartbeat within 6 hours before the report.
+    fn fresh(&mut self, reported_at: i64) -> Option<i64> {
+        Some(reported_at - self.between(0, 6 * HOUR))
+    }
+
+    /// A heartbeat 26 to 60 hours before the report, or none at all (15%).
+    fn stale_heartbeat(&mut self, reported_at: i64) -> Option<i64> {
+        if self.chance(0.15) {
+            None
+        } else {
+            Some(reported_at - self.between(26 * HOUR, 60 * HOUR))
+        }
+    }
+
+    /// The update succeeded and the device confirms the new image.
+    fn outcome_healthy(&mut self, r: &mut Report, started: &mut i64) {
+        *started = self.as_of - self.between(30 * MINUTE, 68 * HOUR);
+        r.boot_failures = Some(if self.chance(0.9) {
+            0
+        } else {
+            self.rng.random_range(1..3)
+        });
+        r.retry_count = Some(if self.chance(0.8) {
+            0
+        } else {
+            self.rng.random_range(1..4)
+        });
+        r.heartbeat = self.fresh(r.reported_at);
+    }
+
+    /// Still on its way: queued, downloading, installing, or a success not yet confirmed.
+    fn outcome_updating(&mut self, r: &mut Report) {
+        r.reported_fw = Some(REPORTED_FROM);
+        let u = self.u();
+        if u < 0.25 {
+            r.status = QUEUED;
+            r.download = if self.chance(0.5) { Some(0.0) } else { None };
+        } else if u < 0.65 {
+            r.status = DOWNLOADING;
+            r.download = Some(self.pct(1.0, 99.0));
+        } else if u < 0.85 {
+            r.status = INSTALLING;
+        } else {
+            // Succeeded, not yet confirmed by the device.
+            r.reported_fw = None;
+        }
+        r.heartbeat = self.fresh(r.reported_at);
+    }
+
+    /// Failed or timed out; the error follows the planted cause.
+    fn outcome_partial(&mut self, r: &mut Report, cause: Cause) {
+        r.reported_fw = Some(REPORTED_FROM);
+        let (status, error, download) = match cause {
+            Cause::WeakSignal => (
+                if self.chance(0.6) { TIMED_OUT } else { FAILED },
+                E_DOWNLOAD_TIMEOUT,
+                self.pct(5.0, 95.0),
+            ),
+            Cause::Gateway if self.chance(0.6) => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
+            Cause::Gateway => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
+            _ => match self.rng.random_range(0..5) {
+                0 => (TIMED_OUT, E_DOWNLOAD_TIMEOUT, self.pct(5.0, 95.0)),
+                1 => (FAILED, E_CHECKSUM_MISMATCH, 100.0),
+                2 => (FAILED, E_SIGNATURE_INVALID, 100.0),
+                3 => (FAILED, E_INSUFFICIENT_STORAGE, self.pct(0.0, 100.0)),
+                _ => (FAILED, E_POWER_LOSS, self.pct(10.0, 100.0)),
+            },
+        };
+        r.status = status;
+        r.error = Some(error);
+        r.download = Some(download);
+        r.boot_failures = Some(self.rng.random_range(0..3));
+        r.retry_count = Some(self.retries());
+        r.heartbeat = self.fresh(r.reported_at);
+    }
+
+    /// Rolled back, or a false success (booted back into the old image).
+    fn outcome_rolled_back(&mut self, r: &mut Report) {
+        r.reported_fw = Some(REPORTED_FROM);
+        if self.chance(0.85) {
+            r.status = ROLLED_BACK;
+            r.error = match self.rng.random_range(0..3) {
+                0 => None,
+                1 => Some(E_SIGNATURE_INVALID),
+                _ => Some(E_BOOT_LOOP),
+            };
+            r.boot_failures = Some(self.rng.random_range(0..3));
+        }
+        // else: a false success, the device booted back into the old image.
+        r.retry_count = Some(self.retries());
+        r.heartbeat = self.fresh(r.reported_at);
+    }
+
+    /// Queued, downloading or installing for longer than the campaign timeout.
+    fn outcome_stalled(&mut self, r: &mut Report, started: &mut i64) {
+        *started = self.as_of - self.between(49 * HOUR, 70 * HOUR);
+        r.reported_fw = Some(REPORTED_FROM);
+        match self.rng.random_range(0..3) {
+            0 => {
+                r.status = QUEUED;
+                r.download = Some(0.0);
+            }
+            1 => {
+                r.status = DOWNLOADING;
+                r.download = Some(self.pct(1.0, 99.0));
+            }
+            _ => r.status = INSTALLING,
+        }
+        r.retry_count = Some(self.retries());
+        r.heartbeat = self.fresh(r.reported_at);
+    }
+
+    /// Boot-looping, or silent after a full download while installing.
+    fn outcome_bricked(&mut self, r: &mut Report, cause: Cause) {
+        let boot_loop = cause == Cause::BrickCohort && self.chance(0.8) || self.chance(0.6);
+        r.retry_count = Some(self.retries());
+        if boot_loop {
+            r.status = [FAILED, ROLLED_BACK, INSTALLING][self.rng.random_range(0..3)];
+            r.error = Some(if self.chance(0.6) {
+                E_BOOT_LOOP
+            } else {
+                E_FLASH_WRITE
+            });
+            r.boot_failures = Some(self.rng.random_range(3..13));
+            r.reported_fw = if self.chance(0.5) {
+                Some(REPORTED_FROM)
+            } else {
+                None
+            };
+            r.heartbeat = if self.chance(0.7) {
+                self.fresh(r.reported_at)
+            } else {
+                self.stale_heartbeat(r.reported_at)
+            };
+        } else {
+            // Went silent after the image was fully downloaded, while installing.
+            r.status = [INSTALLING, FAILED, TIMED_OUT][self.rng.random_range(0..3)];
+            r.error = match r.status {
+                INSTALLING => None,
+                _ if self.chance(0.5) => Some(E_POWER_LOSS),
+                _ => Some(E_FLASH_WRITE),
+            };
+            r.boot_failures = if self.chance(0.5) {
+                None
+            } else {
+                Some(self.rng.random_range(0..3))
+            };
+            r.reported_fw = None;
+            r.heartbeat = Some(r.reported_at - self.between(26 * HOUR, 60 * HOUR));
+        }
+    }
+
+    /// Silent: before the download finished, after a success, or after a rollback.
+    fn outcome_unreachable(&mut self, r: &mut Report, cause: Cause) {
+        r.retry_count = Some(self.retries());
+        r.heartbeat = self.stale_heartbeat(r.reported_at);
+        if self.chance(0.6) || cause == Cause::WeakSignal {
+            // Silent before the image was fully downloaded.
+            r.reported_fw = Some(REPORTED_FROM);
+            match self.rng.random_range(0..3) {
+                0 => {
+                    r.status = QUEUED;
+                    r.download = None;
+                }
+                1 => {
+                    r.status = DOWNLOADING;
+                    r.download = Some(self.pct(1.0, 99.0));
+                }
+                _ => {
+                    r.status = TIMED_OUT;
+                    r.error = Some(E_DOWNLOAD_TIMEOUT);
+                    r.download = Some(self.pct(1.0, 99.0));
+                }
+            }
+        } else if self.chance(0.7) {
+            // Reported success, then never confirmed the new image.
+            r.reported_fw = None;
+        } else {
+            r.status = ROLLED_BACK;
+            r.reported_fw = Some(REPORTED_FROM);
+        }
     }
 
     /// The device's earlier progress snapshots, oldest first.
