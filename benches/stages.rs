@@ -154,10 +154,12 @@ fn recover_floor_1m_devices(bencher: Bencher) {
         let raw = read(&input);
         for (name, df) in &outputs {
             let mut df = df.clone();
-            sentinel::parquet::writer(std::fs::File::create(out.path().join(name)).unwrap())
-                .set_parallel(true)
-                .finish(&mut df)
-                .unwrap();
+            sentinel::support::parquet::writer(
+                std::fs::File::create(out.path().join(name)).unwrap(),
+            )
+            .set_parallel(true)
+            .finish(&mut df)
+            .unwrap();
         }
         let mut plan = plan.clone();
         CsvWriter::new(std::fs::File::create(out.path().join("plan.csv")).unwrap())

@@ -465,15 +465,6 @@ pub enum Format {
     Json,
 }
 
-/// Text cells that a spreadsheet would take for a formula get a leading `'`.
-pub fn neutralize(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}").into()
-    } else {
-        text.into()
-    }
-}
-
 /// Writes tables in the chosen format. JSON: one array of objects for one table, an object of
 /// arrays keyed by query name for several.
 pub fn render(tables: &[Table], format: Format) -> String {
@@ -502,11 +493,13 @@ pub fn render(tables: &[Table], format: Format) -> String {
                         s.push_str(&format!("# {}\n", t.name));
                     }
                     s.push_str(&csv_line(
-                        t.columns.iter().map(|c| neutralize(c).into_owned()),
+                        t.columns
+                            .iter()
+                            .map(|c| crate::support::neutralize(c).into_owned()),
                     ));
                     for row in &t.rows {
                         s.push_str(&csv_line(row.iter().map(|c| match c {
-                            Cell::Text(text) => neutralize(text).into_owned(),
+                            Cell::Text(text) => crate::support::neutralize(text).into_owned(),
                             other => other.text(),
                         })));
                     }
@@ -607,14 +600,6 @@ mod tests {
             assert!(q.sql.starts_with("-- Question: "), "{}", q.name);
             assert!(q.sql.contains("-- Columns: "), "{}", q.name);
         }
-    }
-
-    #[test]
-    fn neutralizes_formula_cells_only() {
-        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
-            assert_eq!(neutralize(bad), format!("'{bad}"));
-        }
-        assert_eq!(neutralize("us-east"), "us-east");
     }
 
     #[test]

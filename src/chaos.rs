@@ -37,10 +37,10 @@ use fake::faker::name::en::Name;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::generate::mix;
-use crate::parallel;
-use crate::parquet;
 use crate::schema::{self, Kind};
+use crate::support::mix;
+use crate::support::parallel;
+use crate::support::parquet;
 use crate::vocab::Reason;
 use crate::workspace::{self, AtomicFile};
 

@@ -320,7 +320,7 @@ pub struct RecoverArgs {
     /// shards of one run may run at once, anywhere, in any order, and `merge` publishes the run.
     /// The run id is the one a plain recover of the same inputs has.
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::recover::shard::Shard>,
 }
 
 /// Parses `--rate` and `--chaos-rate`: a share between 0 and 1.

@@ -31,9 +31,10 @@ use rand_pcg::Pcg64Mcg;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::parallel;
-use crate::parquet;
 use crate::schema;
+use crate::support::mix;
+use crate::support::parallel;
+use crate::support::parquet;
 use crate::vocab::{ErrorCode, OtaStatus};
 use crate::workspace::AtomicFile;
 
@@ -832,15 +833,6 @@ fn write_device_id(out: &mut String, model: &str, index: u64) {
     use std::fmt::Write;
     let serial = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF;
     write!(out, "{model}-{serial:012X}").expect("writing to a String");
-}
-
-/// SplitMix64 of (seed, stream): independent seeds for independent streams.
-pub fn mix(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Writes the fleet's telemetry to `opts.out`. `progress` is called with the number of devices

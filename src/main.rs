@@ -6,10 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = sentinel::cli::Cli::parse();
-    match sentinel::commands::execute(cli) {
+    match sentinel::cmd::execute(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            if sentinel::commands::is_broken_pipe(&err) {
+            if sentinel::cmd::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");

@@ -302,7 +302,7 @@ pub fn sync_dataset(ws: &Workspace, runs: &[(String, Option<u32>)]) -> Result<()
                 .iter()
                 .enumerate()
                 .all(|(k, src)| same_inode(src, &part(k)))
-                && crate::shard::shard_folders(&dest).len() == sources.len();
+                && crate::recover::shard::shard_folders(&dest).len() == sources.len();
             if current {
                 continue;
             }
@@ -403,9 +403,9 @@ pub fn prune(conn: &mut Connection, ws: &Workspace, keep: usize) -> Result<Prune
         }
         // Shards recovered but not merged yet (in no ledger row) are work in progress.
         if !runs.contains(&name)
-            && crate::shard::shard_folders(&entry.path())
+            && crate::recover::shard::shard_folders(&entry.path())
                 .iter()
-                .any(|(_, d)| d.join(crate::shard::SHARD_MANIFEST).is_file())
+                .any(|(_, d)| d.join(crate::recover::shard::SHARD_MANIFEST).is_file())
         {
             continue;
         }
@@ -447,9 +447,11 @@ mod tests {
                 ],
             )
             .unwrap();
-            crate::parquet::writer(std::fs::File::create(ws.stage_dir("r1").join(file)).unwrap())
-                .finish(&mut df)
-                .unwrap();
+            crate::support::parquet::writer(
+                std::fs::File::create(ws.stage_dir("r1").join(file)).unwrap(),
+            )
+            .finish(&mut df)
+            .unwrap();
         }
         let run = RunRecord {
             run_id: "r1".into(),

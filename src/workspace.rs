@@ -98,7 +98,11 @@ impl Workspace {
     /// Holds one shard of a run against a second process recovering the same shard, and cleans
     /// what a killed one left in the shard's folder (temporary files; a half-done publication is
     /// finished). Fails at once when another process holds it.
-    pub fn shard_lock(&self, run_id: &str, shard: crate::shard::Shard) -> Result<ReadersLock> {
+    pub fn shard_lock(
+        &self,
+        run_id: &str,
+        shard: crate::recover::shard::Shard,
+    ) -> Result<ReadersLock> {
         let dir = self.shard_dir(run_id, shard.index);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = self
@@ -276,7 +280,7 @@ impl Workspace {
             .collect();
         let shard_dirs: Vec<PathBuf> = run_dirs
             .iter()
-            .flat_map(|d| crate::shard::shard_folders(d))
+            .flat_map(|d| crate::recover::shard::shard_folders(d))
             .map(|(_, d)| d)
             .collect();
         let dirs: Vec<PathBuf> = [self.root.join("raw"), self.stage_root()]
@@ -346,6 +350,35 @@ fn tidy(dir: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// Renames a complete staging folder into place as `dest` (a run's report). An earlier folder there
+/// (of the same run: the same data, so the same content) is first moved into `aside` (from [`Workspace::report_aside`],
+/// where a killed process's next sweep finds it and puts it back) and removed after.
+pub fn replace_folder(staging: tempfile::TempDir, dest: &Path, aside: PathBuf) -> Result<()> {
+    let staged: PathBuf = staging.keep();
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let old = if dest.exists() {
+        let kept = aside.join(ASIDE_REPORT);
+        fs::rename(dest, &kept)
+            .with_context(|| format!("moving the previous {} aside", dest.display()))?;
+        Some(kept)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(&staged, dest) {
+        let _ = fs::remove_dir_all(&staged);
+        if let Some(old) = &old {
+            let _ = fs::rename(old, dest);
+        }
+        let _ = fs::remove_dir_all(&aside);
+        return Err(e).with_context(|| format!("renaming into place {}", dest.display()));
+    }
+    if let Ok(d) = fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    let _ = fs::remove_dir_all(&aside);
+    Ok(())
 }
 
 /// Where, inside a folder from [`Workspace::report_aside`], the earlier report waits.

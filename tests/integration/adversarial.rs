@@ -8,8 +8,8 @@
 use polars::prelude::*;
 use proptest::prelude::*;
 use sentinel::config::Config;
-use sentinel::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
-use sentinel::sanitize;
+use sentinel::recover::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
+use sentinel::recover::sanitize;
 
 use crate::util::{AS_OF, as_of_us};
 

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use polars::prelude::*;
 use proptest::prelude::*;
-use sentinel::classify;
 use sentinel::config::Config;
-use sentinel::ingest::{self, Format, Input};
-use sentinel::sanitize;
+use sentinel::recover::classify;
+use sentinel::recover::ingest::{self, Format, Input};
+use sentinel::recover::sanitize;
 
 use crate::util::{AS_OF, Workdir, as_of_us, read_parquet};
 

@@ -98,7 +98,7 @@ fn the_hostile_parquet_corpus_is_read_or_refused_never_a_panic() {
 /// each damaged file is read or refused with an error naming it; a panic fails the test.
 #[test]
 fn damaged_parquet_bytes_are_errors_not_panics() {
-    use sentinel::ingest::{self, Format, Input};
+    use sentinel::recover::ingest::{self, Format, Input};
     let good = std::fs::read(corpus().join("ok_dictionary.parquet")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("damaged.parquet");

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use sentinel::chaos::{ChaosOptions, chaos};
 use sentinel::config::Config;
 use sentinel::generate::{GenerateOptions, generate};
-use sentinel::ingest::{self, Format, Input};
-use sentinel::sanitize;
+use sentinel::recover::ingest::{self, Format, Input};
+use sentinel::recover::sanitize;
 
 use crate::util::as_of_us;
 

@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use sentinel::config::Config;
+use sentinel::recover::shard::{Shard, merge, shard_of};
 use sentinel::recover::{RecoverOptions, recover};
-use sentinel::shard::{Shard, merge, shard_of};
 use sentinel::workspace::Workspace;
 
 use crate::util::{AS_OF, Workdir, as_of_us, read_parquet};

@@ -11,7 +11,7 @@ use polars::prelude::{
 };
 
 use crate::config::{Config, Costs, Thresholds};
-use crate::ingest::{SOURCE_FILE, SOURCE_ROW};
+use crate::recover::ingest::{SOURCE_FILE, SOURCE_ROW};
 use crate::schema;
 use crate::vocab::{Action, ErrorCode, OtaStatus, State, texts};
 

@@ -6,19 +6,25 @@
 //! place, so a failure or a kill leaves the previous report (or none), never half of one. Every
 //! string that comes from the data is escaped for the format it lands in.
 
+pub mod charts;
+mod html;
+mod markdown;
+mod summary;
+
+pub use html::escape_html;
+pub use markdown::escape_md;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 
 use crate::analytics::{self, Cell, Session, Table};
-use crate::charts::{self, Chart, HeatCell, Heatmap, RoiBar, StateBar};
 use crate::vocab::{self, Action, Reason};
-use crate::workspace::{ASIDE_REPORT, Workspace};
+use crate::workspace::Workspace;
+use charts::{Chart, HeatCell, Heatmap, RoiBar, StateBar};
 
 /// How many quarantined rows the report shows.
 const TRIAGE_SAMPLE: usize = 20;
@@ -73,16 +79,9 @@ struct Data {
 }
 
 /// The report's own queries and templates (reports/, compiled in like queries/).
-const KPI_SQL: &str = include_str!("../reports/kpis.sql");
-const COUNT_SQL: &str = include_str!("../reports/counts.sql");
-const SAMPLE_SQL: &str = include_str!("../reports/triage_sample.sql");
-const CSS: &str = include_str!("../reports/report.css");
-const HTML: &str = include_str!("../reports/report.html");
-const TILE_HTML: &str = include_str!("../reports/tile.html");
-const FIGURE_HTML: &str = include_str!("../reports/figure.html");
-const MARKDOWN: &str = include_str!("../reports/report.md");
-const KPI_ROW_MD: &str = include_str!("../reports/kpi_row.md");
-const FIGURE_MD: &str = include_str!("../reports/figure.md");
+const KPI_SQL: &str = include_str!("../../reports/kpis.sql");
+const COUNT_SQL: &str = include_str!("../../reports/counts.sql");
+const SAMPLE_SQL: &str = include_str!("../../reports/triage_sample.sql");
 
 /// Fills a template: each `{{name}}` becomes its value, which the caller has escaped. A
 /// placeholder without a value is an error (the templates' tests render every one).
@@ -161,17 +160,17 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
     write(
         staging.path(),
         "report.html",
-        html(&data, &svgs)?.as_bytes(),
+        html::html(&data, &svgs)?.as_bytes(),
         &mut files,
     )?;
     write(
         staging.path(),
         "report.md",
-        markdown(&data, &charts)?.as_bytes(),
+        markdown::markdown(&data, &charts)?.as_bytes(),
         &mut files,
     )?;
     files.push("summary.json".into());
-    let mut summary_json = serde_json::to_string_pretty(&summary(&data, &files))?;
+    let mut summary_json = serde_json::to_string_pretty(&summary::summary(&data, &files))?;
     summary_json.push('\n');
     write(
         staging.path(),
@@ -179,7 +178,7 @@ pub fn report(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Re
         summary_json.as_bytes(),
         &mut Vec::new(),
     )?;
-    publish(staging, &dest, ws.report_aside(id)?)?;
+    crate::workspace::replace_folder(staging, &dest, ws.report_aside(id)?)?;
 
     let decisions = decisions(&data.gate)?;
     Ok(ReportSummary {
@@ -203,35 +202,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8], files: &mut Vec<String>) -> Resul
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     files.push(name.to_string());
-    Ok(())
-}
-
-/// Renames the complete staging folder into place. An earlier report of the same run (the same
-/// data, so the same content) is first moved into `aside` (from [`Workspace::report_aside`],
-/// where a killed process's next sweep finds it and puts it back) and removed after.
-fn publish(staging: tempfile::TempDir, dest: &Path, aside: PathBuf) -> Result<()> {
-    let staged: PathBuf = staging.keep();
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let old = if dest.exists() {
-        let kept = aside.join(ASIDE_REPORT);
-        fs::rename(dest, &kept)
-            .with_context(|| format!("moving the previous report {} aside", dest.display()))?;
-        Some(kept)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&staged, dest) {
-        let _ = fs::remove_dir_all(&staged);
-        if let Some(old) = &old {
-            let _ = fs::rename(old, dest);
-        }
-        let _ = fs::remove_dir_all(&aside);
-        return Err(e).with_context(|| format!("renaming the report into {}", dest.display()));
-    }
-    if let Ok(d) = fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    let _ = fs::remove_dir_all(&aside);
     Ok(())
 }
 
@@ -445,85 +415,6 @@ fn top_rows(t: &Table, order_by: &str) -> Result<Vec<Vec<Cell>>> {
     Ok(rows)
 }
 
-fn json_rows(t: &Table, rows: &[Vec<Cell>]) -> Value {
-    Value::Array(
-        rows.iter()
-            .map(|r| {
-                let obj: Map<String, Value> = t
-                    .columns
-                    .iter()
-                    .zip(r)
-                    .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
-                    .collect();
-                Value::Object(obj)
-            })
-            .collect(),
-    )
-}
-
-fn summary(data: &Data, files: &[String]) -> Value {
-    let decisions = decisions(&data.gate).unwrap_or_default();
-    let halted = vocab::halted_regions(decisions.iter().map(|(r, d)| (r.as_str(), d.as_str())));
-    json!({
-        "run_id": data.run.run_id,
-        "as_of": data.run.as_of,
-        "inputs": data.inputs,
-        "kpis": data.kpis,
-        "gate": json_rows(&data.gate, &data.gate.rows),
-        "halted_regions": halted,
-        "top_bottlenecks": {
-            "regions": json_rows(&data.regions, &data.regions.rows[..data.regions.rows.len().min(3)]),
-            "cohorts": json_rows(&data.cohorts, &top_rows(&data.cohorts, "wilson_low").unwrap_or_default()),
-            "gateways": json_rows(&data.gateways, &top_rows(&data.gateways, "lift").unwrap_or_default()),
-        },
-        "counts": {
-            "devices_by_state": data.by_state,
-            "devices_by_action": data.by_action,
-            "quarantined_by_reason": data.by_reason,
-        },
-        "files": files,
-    })
-}
-
-/// Text made safe for HTML element content and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text made safe for a Markdown table cell: no pipes, no line breaks, no raw HTML.
-pub fn escape_md(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '|' => out.push_str("\\|"),
-            '\\' => out.push_str("\\\\"),
-            '`' => out.push_str("\\`"),
-            '*' => out.push_str("\\*"),
-            '_' => out.push_str("\\_"),
-            '[' => out.push_str("\\["),
-            ']' => out.push_str("\\]"),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A cell as the report shows it: rates as percentages, money as dollars, counts with separators.
 fn shown(column: &str, cell: &Cell) -> String {
     match (column, cell) {
@@ -583,32 +474,6 @@ fn tiles(k: &Kpis) -> Vec<(&'static str, String, String)> {
     ]
 }
 
-/// A table as HTML (no final line break): numbers right-aligned, decisions as badges.
-fn html_table(t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<String> {
-    let mut out = String::from("<table><thead><tr>");
-    for c in columns {
-        let _ = write!(out, "<th>{}</th>", escape_html(c));
-    }
-    out.push_str("</tr></thead><tbody>\n");
-    for row in rows {
-        out.push_str("<tr>");
-        for c in columns {
-            let cell = get(t, row, c)?;
-            let text = escape_html(&shown(c, cell));
-            if *c == "decision" {
-                let _ = write!(out, "<td><span class=\"badge {text}\">{text}</span></td>");
-            } else if matches!(cell, Cell::Int(_) | Cell::Float(_)) {
-                let _ = write!(out, "<td class=\"num\">{text}</td>");
-            } else {
-                let _ = write!(out, "<td class=\"wrap\">{text}</td>");
-            }
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody></table>");
-    Ok(out)
-}
-
 const GATE_COLUMNS: [&str; 6] = [
     "region",
     "devices",
@@ -638,171 +503,6 @@ const SAMPLE_COLUMNS: [&str; 8] = [
     "source_row",
 ];
 
-/// An SVG from plotters as inline HTML: no XML namespace URL (HTML does not need it).
-fn inline_svg(svg: &str) -> String {
-    svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "")
-        .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "")
-}
-
-/// The HTML report: reports/report.html filled with the run's escaped values.
-fn html(data: &Data, svgs: &[(&Chart, String)]) -> Result<String> {
-    let id = escape_html(&data.run.run_id);
-    let tiles = tiles(&data.kpis)
-        .iter()
-        .map(|(label, value, note)| {
-            fragment(
-                TILE_HTML,
-                &[
-                    ("label", &escape_html(label)),
-                    ("value", &escape_html(value)),
-                    ("note", &escape_html(note)),
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?
-        .join("\n");
-    let figures = svgs
-        .iter()
-        .map(|(chart, svg)| {
-            fragment(
-                FIGURE_HTML,
-                &[
-                    ("svg", &inline_svg(svg)),
-                    ("title", &escape_html(chart.title())),
-                    ("name", chart.name()),
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?
-        .join("\n");
-    let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let gate = &data.run.config.gate;
-    fill(
-        HTML,
-        &[
-            ("run_id", &id),
-            ("css", CSS),
-            ("as_of", &escape_html(&data.run.as_of)),
-            ("inputs", &escape_html(&data.inputs.join(", "))),
-            ("tiles", &tiles),
-            ("gate_min_devices", &gate.gate_min_devices.to_string()),
-            (
-                "halt_failure_pct",
-                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
-            ),
-            (
-                "gate_table",
-                &html_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
-            ),
-            (
-                "cohort_table",
-                &html_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
-            ),
-            (
-                "gateway_table",
-                &html_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
-            ),
-            ("figures", &figures),
-            (
-                "sample_shown",
-                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
-            ),
-            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
-            (
-                "sample_table",
-                &html_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
-            ),
-        ],
-    )
-}
-
-/// A table as Markdown (no final line break), every cell escaped.
-fn md_table(t: &Table, rows: &[Vec<Cell>], columns: &[&str]) -> Result<String> {
-    let mut lines = vec![
-        format!("| {} |", columns.join(" | ").replace('_', "\\_")),
-        format!(
-            "|{}|",
-            columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
-        ),
-    ];
-    for row in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| Ok(escape_md(&shown(c, get(t, row, c)?))))
-            .collect::<Result<_>>()?;
-        lines.push(format!("| {} |", cells.join(" | ")));
-    }
-    Ok(lines.join("\n"))
-}
-
-/// The Markdown report: reports/report.md filled with the run's escaped values.
-fn markdown(data: &Data, charts: &[Chart]) -> Result<String> {
-    let kpi_rows = tiles(&data.kpis)
-        .iter()
-        .map(|(label, value, note)| {
-            fragment(
-                KPI_ROW_MD,
-                &[
-                    ("label", label),
-                    ("value", &escape_md(value)),
-                    ("note", &escape_md(note)),
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?
-        .join("\n");
-    let figures = charts
-        .iter()
-        .map(|chart| {
-            fragment(
-                FIGURE_MD,
-                &[("title", chart.title()), ("name", chart.name())],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?
-        .join("\n\n");
-    let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let gate = &data.run.config.gate;
-    fill(
-        MARKDOWN,
-        &[
-            ("run_id", &escape_md(&data.run.run_id).replace('`', "")),
-            ("as_of", &escape_md(&data.run.as_of)),
-            ("inputs", &escape_md(&data.inputs.join(", "))),
-            ("kpi_rows", &kpi_rows),
-            ("gate_min_devices", &gate.gate_min_devices.to_string()),
-            (
-                "halt_failure_pct",
-                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
-            ),
-            (
-                "gate_table",
-                &md_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
-            ),
-            (
-                "cohort_table",
-                &md_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
-            ),
-            (
-                "gateway_table",
-                &md_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
-            ),
-            ("figures", &figures),
-            (
-                "sample_shown",
-                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
-            ),
-            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
-            (
-                "sample_table",
-                &md_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
-            ),
-        ],
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,6 +524,8 @@ mod tests {
     /// Every placeholder of every template is one the code fills, and nothing else is left.
     #[test]
     fn templates_have_only_known_placeholders() {
+        use super::html::{FIGURE_HTML, HTML, TILE_HTML};
+        use super::markdown::{FIGURE_MD, KPI_ROW_MD, MARKDOWN};
         let page = [
             "run_id",
             "css",

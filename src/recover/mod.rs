@@ -6,6 +6,11 @@
 //! the database takes the run (its ledger row, and views over its files) in one transaction. Any
 //! failure before that leaves the previous outputs and the database as they were.
 
+pub mod classify;
+pub mod ingest;
+pub mod sanitize;
+pub mod shard;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -20,17 +25,16 @@ use polars::prelude::{
 };
 use serde::Serialize;
 
-use crate::classify;
 use crate::config::Config;
-use crate::ingest::{self, SOURCE_FILE, SOURCE_ROW};
-use crate::parallel;
-use crate::parquet;
-use crate::sanitize::{self, PRIMARY_REASON, PROBLEMS};
 use crate::schema;
-use crate::shard::{self, Shard};
+use crate::support::parallel;
+use crate::support::parquet;
 use crate::vocab::Action;
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{self, AtomicFile, Workspace};
+use ingest::{SOURCE_FILE, SOURCE_ROW};
+use sanitize::{PRIMARY_REASON, PROBLEMS};
+use shard::Shard;
 
 /// What `recover` is asked to do.
 #[derive(Clone, Debug)]
@@ -114,7 +118,7 @@ fn neutralized(name: &str) -> Expr {
     when(
         c.clone()
             .str()
-            .contains(lit(r"^[=+\-@\t\r]"), false)
+            .contains(lit(crate::support::FORMULA_START_PATTERN), false)
             .fill_null(lit(false)),
     )
     .then(polars::prelude::concat_str(

@@ -31,7 +31,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::{self, Format, Input};
+use crate::recover::ingest::{self, Format, Input};
 use crate::schema;
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{AtomicFile, Workspace};

@@ -784,15 +784,15 @@ pub fn split(
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
             let writer = if scratch {
-                crate::parquet::scratch_writer(file)
+                crate::support::parquet::scratch_writer(file)
             } else {
-                crate::parquet::writer(file)
+                crate::support::parquet::writer(file)
             };
             Ok(writer.batched(&schema)?)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut counts = vec![0u64; parts.len()];
-    crate::parallel::ordered(
+    crate::support::parallel::ordered(
         slices.len() as u64,
         |n| {
             let (i, slice) = slices[n as usize];
@@ -812,7 +812,7 @@ pub fn split(
                 .map(|mut part| {
                     let p = part.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
                     part.drop_in_place(PART)?;
-                    let encoded = crate::parquet::encode(&writers[p], &part)
+                    let encoded = crate::support::parquet::encode(&writers[p], &part)
                         .with_context(|| format!("encoding {}", parts[p].display()))?;
                     Ok((p, encoded))
                 })
@@ -821,7 +821,7 @@ pub fn split(
         |_, pieces| {
             for (p, encoded) in pieces {
                 counts[p] += encoded.rows as u64;
-                crate::parquet::write(&writers[p], encoded)
+                crate::support::parquet::write(&writers[p], encoded)
                     .with_context(|| format!("writing {}", parts[p].display()))?;
             }
             Ok(())

@@ -20,7 +20,7 @@ use polars::prelude::{
 };
 
 use crate::config::Config;
-use crate::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
+use crate::recover::ingest::{SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW};
 use crate::schema::{self, Kind};
 use crate::vocab::{ErrorCode, OtaStatus, Reason};
 
