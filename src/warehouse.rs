@@ -67,13 +67,6 @@ pub fn open(db: &Path, threads: usize) -> Result<Connection> {
         .with_context(|| format!("opening database {}", db.display()))
 }
 
-/// Now, in µs since the epoch.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// A DuckDB error as anyhow's, without the "Error code 1: Unknown error code" tail that the
 /// binding appends to every message.
 pub fn db_error(err: duckdb::Error) -> anyhow::Error {
@@ -257,7 +250,7 @@ pub fn publish(conn: &mut Connection, run: &RunRecord, ws: &Workspace) -> Result
         params![
             run.run_id,
             run.started_at_us,
-            now_us(),
+            crate::support::now_us(),
             run.as_of_us,
             run.inputs_json,
             run.input_fingerprint,
@@ -470,7 +463,7 @@ mod tests {
             shards: None,
         };
         let mut conn = open(&ws.database(), 1).unwrap();
-        let before = now_us();
+        let before = crate::support::now_us();
         publish(&mut conn, &run, &ws).unwrap();
         let (started, finished): (i64, i64) = conn
             .query_row(
@@ -484,7 +477,7 @@ mod tests {
             finished >= before,
             "finished_at {finished} before publication {before}"
         );
-        assert!(finished <= now_us());
+        assert!(finished <= crate::support::now_us());
         let rows: i64 = conn
             .query_row(
                 "SELECT count(*) FROM device_state WHERE run_id = 'r1'",

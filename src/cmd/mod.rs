@@ -15,7 +15,6 @@ mod report;
 mod run;
 
 use std::io::{IsTerminal, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::CommandFactory;
@@ -176,12 +175,9 @@ impl Output {
     }
 }
 
-/// Now, in whole seconds, as µs since the epoch.
+/// Now, in whole seconds, as µs since the epoch: the default as-of.
 fn now_whole_seconds() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    secs * 1_000_000
+    crate::support::now_us().div_euclid(1_000_000) * 1_000_000
 }
 
 /// Sizes the thread pools once, before any of them starts.

@@ -399,7 +399,7 @@ fn bucket_of(id: Option<&str>, buckets: u64) -> u32 {
 
 /// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
 pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
-    let started_at_us = warehouse::now_us();
+    let started_at_us = crate::support::now_us();
     let clock = Instant::now();
     let mut timings = BTreeMap::new();
     let mut lap = |name: &str, since: &mut Instant| {
@@ -583,7 +583,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             input_fingerprint: fingerprint.clone(),
             config_toml: config.to_toml(),
             started_at_us,
-            finished_at_us: warehouse::now_us(),
+            finished_at_us: crate::support::now_us(),
             rows_in,
             rows_clean,
             rows_quarantined,

@@ -1,9 +1,17 @@
 //! Helpers shared by several stages, none of them a stage: the worker pool that keeps output
 //! order (`parallel`), the Parquet writer settings (`parquet`), the seed mixer of the generator and
-//! chaos (`mix`), and the spreadsheet-formula rule of every CSV Sentinel writes (`neutralize`).
+//! chaos (`mix`), the clock (`now_us`), and the spreadsheet-formula rule of every CSV Sentinel writes (`neutralize`).
 
 pub mod parallel;
 pub mod parquet;
+
+/// Now, in µs since the epoch: the one clock (run ledger times, shard manifests, the default
+/// as-of).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
 
 /// SplitMix64 of (seed, stream): independent seeds for independent streams.
 pub fn mix(seed: u64, stream: u64) -> u64 {
