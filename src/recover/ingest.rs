@@ -22,9 +22,10 @@ use std::sync::{Arc, Once};
 use anyhow::{Context, Result, bail};
 use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
-    ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType, Expr,
-    Field, IntoLazy, JsonFormat, JsonReader, LazyFrame, NULL, ParquetReader, Schema, SerReader,
-    TimeUnit, col, concat_str, lit, when,
+    ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType,
+    Engine, Expr, Field, IntoLazy, JsonFormat, JsonReader, LazyCsvReader, LazyFileListReader,
+    LazyFrame, NULL, ParquetReader, PlRefPath, PlanCallback, RowIndex, Schema, SerReader, TimeUnit,
+    col, concat_str, lit, when,
 };
 
 use crate::schema::{self, Kind};
@@ -609,13 +610,7 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
         })?,
         // No schema inference: every CSV column is read as text.
         Format::Csv => {
-            let options = CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .with_raise_if_empty(false)
-                // Bytes that are not UTF-8 become U+FFFD, which no column accepts: the row is
-                // quarantined with a reason instead of the whole file being refused.
-                .map_parse_options(|p| p.with_encoding(CsvEncoding::LossyUtf8));
+            let options = csv_options();
             guarded(&name, || {
                 match Compression::of(path) {
                     Compression::None => options
@@ -656,26 +651,7 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
             df
         }
     };
-    let mut exprs = Vec::with_capacity(schema::COLUMNS.len() + 3);
-    for (i, c) in schema::COLUMNS.iter().enumerate() {
-        let held = ndjson_present
-            .as_ref()
-            .is_none_or(|p| p[i] || df.height() == 0);
-        match df.schema().get(c.name) {
-            Some(dtype) if held && fits(c.kind, dtype) => exprs.push(as_text(c.name, dtype)),
-            Some(dtype) if held => bail!(
-                "{name}: column `{}` has type {dtype}, expected {} or text",
-                c.name,
-                c.kind.name()
-            ),
-            _ if c.required => bail!("{name}: required column `{}` is missing", c.name),
-            _ => exprs.push(
-                lit(polars::prelude::NULL)
-                    .cast(DataType::String)
-                    .alias(c.name),
-            ),
-        }
-    }
+    let exprs = contract_exprs(&name, df.schema(), ndjson_present.as_deref(), df.height())?;
     Ok(df
         .lazy()
         .select(exprs)
@@ -735,20 +711,163 @@ fn read_partition(path: &Path, rows: Option<(usize, usize)>) -> Result<LazyFrame
     ))
 }
 
+/// The 17 contract columns of a file with columns `schema`, as text: typed columns that fit
+/// converted, missing optional ones null. A missing required column, or one of a type that does
+/// not fit, rejects the file. `ndjson_present` says which columns some NDJSON record holds.
+fn contract_exprs(
+    name: &str,
+    schema: &Schema,
+    ndjson_present: Option<&[bool]>,
+    height: usize,
+) -> Result<Vec<Expr>> {
+    let mut exprs = Vec::with_capacity(schema::COLUMNS.len() + 3);
+    for (i, c) in schema::COLUMNS.iter().enumerate() {
+        let held = ndjson_present.is_none_or(|p| p[i] || height == 0);
+        match schema.get(c.name) {
+            Some(dtype) if held && fits(c.kind, dtype) => exprs.push(as_text(c.name, dtype)),
+            Some(dtype) if held => bail!(
+                "{name}: column `{}` has type {dtype}, expected {} or text",
+                c.name,
+                c.kind.name()
+            ),
+            _ if c.required => bail!("{name}: required column `{}` is missing", c.name),
+            _ => exprs.push(
+                lit(polars::prelude::NULL)
+                    .cast(DataType::String)
+                    .alias(c.name),
+            ),
+        }
+    }
+    Ok(exprs)
+}
+
+/// The CSV read options of every CSV input: a header, no schema inference (every column is
+/// text), an empty file is no error, and bytes that are not UTF-8 become U+FFFD, which no column
+/// accepts: the row is quarantined with a reason instead of the whole file being refused.
+fn csv_options() -> CsvReadOptions {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_raise_if_empty(false)
+        .map_parse_options(|p| p.with_encoding(CsvEncoding::LossyUtf8))
+}
+
+/// Whether an input is read in batches, in bounded memory: Parquet in slices of its row groups,
+/// an uncompressed CSV file through polars' streaming engine. Compressed CSV and NDJSON files are
+/// read whole.
+pub fn streams(input: &Input) -> bool {
+    match input.format {
+        Format::Parquet | Format::Partition => true,
+        Format::Csv => {
+            Compression::of(&input.path) == Compression::None && input.path.to_str().is_some()
+        }
+        Format::Ndjson => false,
+    }
+}
+
+/// About how many rows an input holds, to size recover's buckets: a Parquet footer's count;
+/// otherwise the file's size over 128 bytes (a report is 150 to 250 bytes of CSV or NDJSON, so
+/// this errs towards more, smaller buckets), four times that for a compressed file.
+pub fn estimated_rows(input: &Input) -> Result<usize> {
+    if let Some(rows) = parquet_rows(input)? {
+        return Ok(rows);
+    }
+    let bytes = std::fs::metadata(&input.path)
+        .with_context(|| format!("input {}", input.path.display()))?
+        .len() as usize;
+    Ok(match Compression::of(&input.path) {
+        Compression::None => bytes / 128,
+        _ => bytes / 32,
+    })
+}
+
+/// Rows per batch of a streamed CSV file.
+const CSV_BATCH_ROWS: usize = 1 << 18;
+
+/// Streams an uncompressed CSV input (see [`streams`]) through polars' streaming engine and calls
+/// `each` with every batch, in file order, with the columns [`read`] gives. At most a few batches
+/// are in memory at once: the engine waits while `each` works.
+pub fn stream_csv(
+    input: &Input,
+    index: usize,
+    each: &mut dyn FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
+    let path = &input.path;
+    let name = path.display().to_string();
+    let text_path = path
+        .to_str()
+        .with_context(|| format!("{name}: not a UTF-8 path"))?;
+    // The header alone says which contract columns the file holds.
+    let header = guarded(&name, || {
+        csv_options()
+            .with_n_rows(Some(0))
+            .try_into_reader_with_file_path(Some(path.clone()))
+            .and_then(|r| r.finish())
+            .with_context(|| format!("{name}: not a readable CSV file"))
+    })?;
+    let mut columns = vec![col(SOURCE_ROW).cast(DataType::UInt64)];
+    columns.extend(contract_exprs(&name, header.schema(), None, 1)?);
+    columns.extend([
+        lit(name.clone()).alias(SOURCE_FILE),
+        lit(index as u32).alias(SOURCE_INDEX),
+    ]);
+    let lazy = LazyCsvReader::new(PlRefPath::new(text_path))
+        .with_glob(false)
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_raise_if_empty(false)
+        .with_encoding(CsvEncoding::LossyUtf8)
+        .with_row_index(Some(RowIndex {
+            name: SOURCE_ROW.into(),
+            offset: 0,
+        }))
+        .finish()
+        .with_context(|| format!("{name}: not a readable CSV file"))?
+        .select(columns);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
+    std::thread::scope(|scope| {
+        let query = scope.spawn(move || {
+            guarded(&name, || {
+                lazy.sink_batches(
+                    PlanCallback::new(move |df: DataFrame| Ok(tx.send(df).is_err())),
+                    true,
+                    std::num::NonZeroUsize::new(CSV_BATCH_ROWS),
+                )?
+                .collect_with_engine(Engine::Streaming)
+                .with_context(|| format!("{name}: not a readable CSV file"))
+            })
+        });
+        let mut result = Ok(());
+        for df in rx.iter() {
+            result = each(df);
+            if result.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        let read = query
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{}: the CSV reader failed", path.display())));
+        result.and(read.map(|_| ()))
+    })
+}
+
 /// Where [`split`] sends each row: a part number, or None to leave the row out.
 pub type Key<'a> = dyn Fn(&DataFrame) -> Result<Vec<Option<u32>>> + Sync + 'a;
 
 /// Rows read at a time from a Parquet input while splitting it.
-const SPLIT_ROWS: usize = 1 << 20;
+const SPLIT_ROWS: usize = 1 << 19;
 
 /// Splits the inputs' rows into one Parquet file per path of `parts` by `key`, keeping run order
 /// within each part, and returns each part's row count. `rows` holds each input's row count from
-/// its Parquet footer (None for CSV and NDJSON, which are read whole). Every part file is
-/// written, empty or not, with the columns [`read`] gives; `scratch` chooses the scratch writer
-/// settings (no compression, no statistics) for files read back at once.
+/// its Parquet footer (None for other inputs). Every part file is written, empty or not, with the
+/// columns [`read`] gives; `scratch` chooses the scratch writer settings (no compression, no
+/// statistics) for files read back at once.
 ///
-/// Worker threads read and split slices of the inputs; the calling thread appends the pieces to
-/// the part files in slice order, so each part holds its rows in run order.
+/// Inputs are taken in run order. A Parquet input is read in slices by worker threads, whose
+/// pieces the calling thread appends in slice order; a plain CSV file is streamed in batches
+/// ([`stream_csv`]); any other input is read whole. Each part so holds its rows in run order, and
+/// memory is bounded by a few slices or batches for every streamed input.
 pub fn split(
     inputs: &[Input],
     rows: &[Option<usize>],
@@ -756,28 +875,9 @@ pub fn split(
     parts: &[PathBuf],
     scratch: bool,
 ) -> Result<Vec<u64>> {
-    let slices: Vec<(usize, Option<(usize, usize)>)> = inputs
-        .iter()
-        .zip(rows)
-        .enumerate()
-        .flat_map(|(i, (_, rows))| -> Vec<(usize, Option<(usize, usize)>)> {
-            match rows {
-                Some(rows) => (0..(*rows).max(1))
-                    .step_by(SPLIT_ROWS)
-                    .map(|offset| (i, Some((offset, SPLIT_ROWS.min(rows - offset)))))
-                    .collect(),
-                None => vec![(i, None)],
-            }
-        })
-        .collect();
     // Every input is read as the same all-text columns, so one schema serves every part file;
     // the writers exist from the start so that workers can encode row groups for them.
-    let first = &inputs[0];
-    let schema = read_rows(first, 0, Some((0, 0)))?
-        .collect()
-        .with_context(|| format!("reading {}", first.path.display()))?
-        .schema()
-        .clone();
+    let schema = text_frame_schema();
     let writers = parts
         .iter()
         .map(|path| {
@@ -791,47 +891,82 @@ pub fn split(
             Ok(writer.batched(&schema)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut counts = vec![0u64; parts.len()];
-    crate::support::parallel::ordered(
-        slices.len() as u64,
-        |n| {
-            let (i, slice) = slices[n as usize];
-            let input = &inputs[i];
-            let mut df = read_rows(input, i, slice)?
-                .collect()
-                .with_context(|| format!("reading {}", input.path.display()))?;
-            let keys = key(&df)?;
+    // A frame of rows cut into encoded pieces, one per part it has rows for (worker side).
+    let pieces = |mut df: DataFrame| -> Result<Vec<(usize, crate::support::parquet::Encoded)>> {
+        let keys = key(&df)?;
+        if keys.iter().any(Option::is_none) {
             let mask: BooleanChunked = keys.iter().map(|k| Some(k.is_some())).collect();
-            if keys.iter().any(Option::is_none) {
-                df = df.filter(&mask)?;
+            df = df.filter(&mask)?;
+        }
+        let keys: Vec<u32> = keys.into_iter().flatten().collect();
+        df.with_column(Column::new(PART.into(), keys))?;
+        df.partition_by_stable([PART], true)?
+            .into_iter()
+            .map(|mut part| {
+                let p = part.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
+                part.drop_in_place(PART)?;
+                let encoded = crate::support::parquet::encode(&writers[p], &part)
+                    .with_context(|| format!("encoding {}", parts[p].display()))?;
+                Ok((p, encoded))
+            })
+            .collect()
+    };
+    let mut counts = vec![0u64; parts.len()];
+    // Appends pieces in the order they come (the calling thread's side).
+    let mut append = |pieces: Vec<(usize, crate::support::parquet::Encoded)>| -> Result<()> {
+        for (p, encoded) in pieces {
+            counts[p] += encoded.rows as u64;
+            crate::support::parquet::write(&writers[p], encoded)
+                .with_context(|| format!("writing {}", parts[p].display()))?;
+        }
+        Ok(())
+    };
+    for (i, (input, rows)) in inputs.iter().zip(rows).enumerate() {
+        match rows {
+            Some(rows) if input.format != Format::Csv => {
+                let slices: Vec<(usize, usize)> = (0..(*rows).max(1))
+                    .step_by(SPLIT_ROWS)
+                    .map(|offset| (offset, SPLIT_ROWS.min(rows - offset)))
+                    .collect();
+                crate::support::parallel::ordered(
+                    slices.len() as u64,
+                    |n| {
+                        let df = read_rows(input, i, Some(slices[n as usize]))?
+                            .collect()
+                            .with_context(|| format!("reading {}", input.path.display()))?;
+                        pieces(df)
+                    },
+                    |_, p| append(p),
+                )?;
             }
-            let keys: Vec<u32> = keys.into_iter().flatten().collect();
-            df.with_column(Column::new(PART.into(), keys))?;
-            df.partition_by_stable([PART], true)?
-                .into_iter()
-                .map(|mut part| {
-                    let p = part.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
-                    part.drop_in_place(PART)?;
-                    let encoded = crate::support::parquet::encode(&writers[p], &part)
-                        .with_context(|| format!("encoding {}", parts[p].display()))?;
-                    Ok((p, encoded))
-                })
-                .collect::<Result<Vec<_>>>()
-        },
-        |_, pieces| {
-            for (p, encoded) in pieces {
-                counts[p] += encoded.rows as u64;
-                crate::support::parquet::write(&writers[p], encoded)
-                    .with_context(|| format!("writing {}", parts[p].display()))?;
+            _ if streams(input) => stream_csv(input, i, &mut |df| append(pieces(df)?))?,
+            _ => {
+                let df = read(input, i)?
+                    .collect()
+                    .with_context(|| format!("reading {}", input.path.display()))?;
+                append(pieces(df)?)?;
             }
-            Ok(())
-        },
-    )?;
+        }
+    }
     for (w, path) in writers.into_iter().zip(parts) {
         w.finish()
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(counts)
+}
+
+/// The schema of the frames [`read`] gives: source_row, the 17 contract columns as text,
+/// source_file, source_index.
+pub fn text_frame_schema() -> Schema {
+    let mut fields = vec![Field::new(SOURCE_ROW.into(), DataType::UInt64)];
+    fields.extend(
+        schema::COLUMNS
+            .iter()
+            .map(|c| Field::new(c.name.into(), DataType::String)),
+    );
+    fields.push(Field::new(SOURCE_FILE.into(), DataType::String));
+    fields.push(Field::new(SOURCE_INDEX.into(), DataType::UInt32));
+    fields.into_iter().collect()
 }
 
 const PART: &str = "__part";

@@ -156,10 +156,11 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .collect()?)
 }
 
-/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. A bucket of 500,000 rows
-/// took about 1 GB of working memory, and `--threads` buckets are computed at once: at 11.4M rows
-/// on two threads 500,000-row buckets peaked at 2.5-3.0 GB, too close to the 3 GiB budget.
-pub const BUCKET_ROWS: usize = 400_000;
+/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. `--threads` buckets are
+/// computed at once, and finished ones wait to be written: at 11.4M rows on two threads,
+/// 400,000-row buckets (with 1M-row read slices) peaked at 2.2-2.5 GB, 250,000-row buckets (with
+/// 512K-row slices) at 1.4-1.6 GB, in the same time within the machine's noise.
+pub const BUCKET_ROWS: usize = 250_000;
 
 /// The run's totals, summed over buckets.
 #[derive(Default)]
@@ -429,20 +430,22 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     // report, blind devices, priority) relates rows of one device id, so one bucket holds all of
     // them, in run order. Memory is bounded by the bucket, not the fleet. A shard of unsplit
     // inputs keeps only its devices' rows, as they are read.
-    // Row counts from the Parquet footers; None for CSV and NDJSON, which are read whole.
+    // Row counts from the Parquet footers (which slice Parquet inputs), and every input's
+    // estimated rows (which size the buckets); a plain CSV file is streamed, other CSV and NDJSON
+    // files are read whole, one at a time.
     let counts = inputs
         .iter()
         .map(ingest::parquet_rows)
         .collect::<Result<Vec<Option<usize>>>>()?;
+    let estimated = inputs
+        .iter()
+        .map(ingest::estimated_rows)
+        .collect::<Result<Vec<usize>>>()?;
     let bucket_rows = opts.bucket_rows.max(1);
     let share = source.filter.map_or(1, |s| s.count as usize);
-    let buckets = if counts.iter().all(Option::is_some) {
-        (counts.iter().flatten().sum::<usize>() / share)
-            .div_ceil(bucket_rows)
-            .max(1)
-    } else {
-        1
-    };
+    let buckets = (estimated.iter().sum::<usize>() / share)
+        .div_ceil(bucket_rows)
+        .max(1);
     let filter = source.filter;
     let keep = |df: DataFrame| -> Result<DataFrame> {
         let Some(s) = filter else { return Ok(df) };

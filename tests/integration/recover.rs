@@ -482,3 +482,128 @@ fn buckets_give_exactly_the_in_memory_results() {
     };
     assert_eq!(lines(&whole), lines(&split));
 }
+
+/// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
+/// garbage), recovered in memory and in buckets: a plain CSV file is then streamed in batches,
+/// a gzip CSV and an NDJSON file are read whole and split. Every path gives the same run.
+#[test]
+fn streamed_csv_and_split_ndjson_give_exactly_the_in_memory_results() {
+    use sentinel::chaos::{ChaosOptions, chaos};
+    use sentinel::config::Config;
+    use sentinel::generate::{GenerateOptions, generate};
+    use sentinel::recover::ingest::{Format, Input, read};
+    use sentinel::recover::{RecoverOptions, recover};
+    use sentinel::workspace::Workspace;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let as_of_us = sentinel::schema::parse_timestamp(AS_OF).unwrap();
+    let raw = dir.path().join("telemetry.parquet");
+    generate(
+        &config,
+        &GenerateOptions {
+            devices: 15_000,
+            seed: 5,
+            as_of_us,
+            out: raw.clone(),
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let corrupted = dir.path().join("telemetry.chaos.parquet");
+    chaos(
+        &ChaosOptions {
+            input: raw.clone(),
+            out: corrupted.clone(),
+            log: dir.path().join("log.parquet"),
+            rate: 0.3,
+            seed: 5,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    // The chaos file as text, the way ingest reads it, written out as CSV, gzip CSV and NDJSON.
+    let input = Input {
+        path: corrupted.clone(),
+        format: Format::Parquet,
+    };
+    let mut text = read(&input, 0)
+        .unwrap()
+        .drop(by_name(
+            ["source_row", "source_file", "source_index"],
+            true,
+            false,
+        ))
+        .collect()
+        .unwrap();
+    let csv = dir.path().join("export.csv");
+    CsvWriter::new(std::fs::File::create(&csv).unwrap())
+        .finish(&mut text)
+        .unwrap();
+    let gz = dir.path().join("export2.csv.gz");
+    {
+        let bytes = std::fs::read(&csv).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, &bytes).unwrap();
+        enc.finish().unwrap();
+    }
+    let ndjson = dir.path().join("export3.ndjson");
+    JsonWriter::new(std::fs::File::create(&ndjson).unwrap())
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut text)
+        .unwrap();
+
+    let run = |name: &str, inputs: Vec<PathBuf>, bucket_rows: usize| {
+        let ws = Workspace::new(dir.path().join(name));
+        let opts = RecoverOptions {
+            inputs,
+            as_of_us,
+            bucket_rows,
+            skip_unknown: false,
+            shard: None,
+        };
+        let mut summary = serde_json::to_value(recover(&config, &opts, &ws).unwrap()).unwrap();
+        summary.as_object_mut().unwrap().remove("outputs");
+        summary.as_object_mut().unwrap().remove("timings");
+        (ws, summary)
+    };
+    let sorted = |path: PathBuf, by: &[&str]| {
+        read_parquet(&path)
+            .sort(by.to_vec(), SortMultipleOptions::default())
+            .unwrap()
+    };
+    for inputs in [
+        vec![csv.clone()],
+        vec![csv.clone(), gz.clone()],
+        vec![ndjson.clone(), csv.clone()],
+    ] {
+        let label = format!("{inputs:?}");
+        let (whole, whole_summary) = run("whole", inputs.clone(), usize::MAX);
+        let (split, split_summary) = run("split", inputs, 3_000);
+        assert_eq!(whole_summary, split_summary, "{label}");
+        assert!(
+            whole_summary["rows_in"].as_u64() > Some(15_000),
+            "{label}: {whole_summary}"
+        );
+        assert!(whole_summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
+        let id = whole_summary["run_id"].as_str().unwrap().to_string();
+        for (file, by) in [
+            (whole.clean(&id), &["source_index", "source_row"][..]),
+            (whole.triage(&id), &["source_file", "source_row"][..]),
+            (whole.device_state(&id), &["device_id"][..]),
+        ] {
+            let name = file.file_name().unwrap().to_owned();
+            let (a, b) = (
+                sorted(file, by),
+                sorted(split.stage_dir(&id).join(&name), by),
+            );
+            assert_eq!(a.height(), b.height(), "{label} {name:?}");
+            assert!(a.equals_missing(&b), "{label}: {name:?} differs");
+        }
+        std::fs::remove_dir_all(dir.path().join("whole")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("split")).unwrap();
+    }
+}
