@@ -41,7 +41,8 @@ use shard::Shard;
 pub struct RecoverOptions {
     pub inputs: Vec<PathBuf>,
     pub as_of_us: i64,
-    /// Inputs with more rows are processed in buckets of about this many rows ([`BUCKET_ROWS`]).
+    /// Inputs with more rows are processed in buckets of about this many rows; [`BUCKET_ROWS`]
+    /// (0) chooses by the inputs' size ([`bucket_rows_for`]).
     pub bucket_rows: usize,
     /// Skip an input folder's files of other formats (listed in the summary and the run ledger)
     /// instead of failing on them.
@@ -156,11 +157,18 @@ fn recovery_plan(device_state: &DataFrame) -> Result<DataFrame> {
         .collect()?)
 }
 
-/// Rows per bucket unless `RecoverOptions::bucket_rows` says otherwise. `--threads` buckets are
-/// computed at once, and finished ones wait to be written: at 11.4M rows on two threads,
-/// 400,000-row buckets (with 1M-row read slices) peaked at 2.2-2.5 GB, 250,000-row buckets (with
-/// 512K-row slices) at 1.4-1.6 GB, in the same time within the machine's noise.
-pub const BUCKET_ROWS: usize = 250_000;
+/// `RecoverOptions::bucket_rows` for "choose by the inputs' size" ([`bucket_rows_for`]).
+pub const BUCKET_ROWS: usize = 0;
+
+/// Rows per bucket for inputs of `rows` rows. `--threads` buckets are computed at once and
+/// finished ones wait to be written, so memory follows the bucket size: at 11.4M rows on two
+/// threads, 400,000-row buckets peaked at 2.2-2.5 GB, 250,000-row ones at 1.4-1.6 GB in the same
+/// time. But every read slice adds a row group to every bucket file, so the split's work grows
+/// with slices x buckets: at 113.8M rows, 250,000-row buckets (455 of them) made the split 2.6
+/// times slower. Small buckets up to 16M rows, 400,000-row ones beyond (5.0 GB at 113.8M rows).
+pub fn bucket_rows_for(rows: usize) -> usize {
+    if rows <= 16_000_000 { 250_000 } else { 400_000 }
+}
 
 /// The run's totals, summed over buckets.
 #[derive(Default)]
@@ -441,11 +449,13 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         .iter()
         .map(ingest::estimated_rows)
         .collect::<Result<Vec<usize>>>()?;
-    let bucket_rows = opts.bucket_rows.max(1);
     let share = source.filter.map_or(1, |s| s.count as usize);
-    let buckets = (estimated.iter().sum::<usize>() / share)
-        .div_ceil(bucket_rows)
-        .max(1);
+    let rows = estimated.iter().sum::<usize>() / share;
+    let bucket_rows = match opts.bucket_rows {
+        BUCKET_ROWS => bucket_rows_for(rows),
+        n => n,
+    };
+    let buckets = rows.div_ceil(bucket_rows).max(1);
     let filter = source.filter;
     let keep = |df: DataFrame| -> Result<DataFrame> {
         let Some(s) = filter else { return Ok(df) };
