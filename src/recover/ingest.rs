@@ -24,8 +24,8 @@ use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
     ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType,
     Engine, Expr, Field, IntoLazy, JsonFormat, JsonReader, LazyCsvReader, LazyFileListReader,
-    LazyFrame, NULL, ParquetReader, PlRefPath, PlanCallback, RowIndex, Schema, SerReader, TimeUnit,
-    col, concat_str, lit, when,
+    LazyFrame, LazyJsonLineReader, NULL, ParquetReader, PlRefPath, PlanCallback, RowIndex, Schema,
+    SerReader, TimeUnit, col, concat_str, lit, when,
 };
 
 use crate::schema::{self, Kind};
@@ -350,39 +350,75 @@ enum Shape {
 fn ndjson_columns(bytes: &[u8], name: &str) -> Result<Vec<bool>> {
     let mut present = vec![false; schema::COLUMNS.len()];
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let mut bad = None;
-        scan_object(line, &mut |key, shape| {
-            if let Some(c) = schema::COLUMNS
-                .iter()
-                .position(|c| c.name.as_bytes() == key)
-            {
-                present[c] = true;
-                if shape != Shape::Scalar && bad.is_none() {
-                    bad = Some((c, shape));
-                }
-            }
-        })
-        .map_err(|what| anyhow::anyhow!("{name}: line {}: {what}", i + 1))?;
-        if let Some((c, shape)) = bad {
-            let c = &schema::COLUMNS[c];
-            bail!(
-                "{name}: line {}: column `{}` holds a JSON {}, expected {} or text",
-                i + 1,
-                c.name,
-                if shape == Shape::Object {
-                    "object"
-                } else {
-                    "array"
-                },
-                c.kind.name()
-            );
-        }
+        ndjson_line(line, i, name, &mut present)?;
     }
     Ok(present)
+}
+
+/// Checks one NDJSON line (0-based index `i`) as [`ndjson_columns`] does and marks the contract
+/// columns it holds in `present`. Returns whether the line holds a record.
+fn ndjson_line(line: &[u8], i: usize, name: &str, present: &mut [bool]) -> Result<bool> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(false);
+    }
+    let mut bad = None;
+    scan_object(line, &mut |key, shape| {
+        if let Some(c) = schema::COLUMNS
+            .iter()
+            .position(|c| c.name.as_bytes() == key)
+        {
+            present[c] = true;
+            if shape != Shape::Scalar && bad.is_none() {
+                bad = Some((c, shape));
+            }
+        }
+    })
+    .map_err(|what| anyhow::anyhow!("{name}: line {}: {what}", i + 1))?;
+    if let Some((c, shape)) = bad {
+        let c = &schema::COLUMNS[c];
+        bail!(
+            "{name}: line {}: column `{}` holds a JSON {}, expected {} or text",
+            i + 1,
+            c.name,
+            if shape == Shape::Object {
+                "object"
+            } else {
+                "array"
+            },
+            c.kind.name()
+        );
+    }
+    Ok(true)
+}
+
+/// [`ndjson_columns`] over a file, line by line, in bounded memory; also counts the records.
+/// None when the file starts with a byte-order mark (such a file is read whole).
+fn ndjson_columns_streamed(path: &Path, name: &str) -> Result<Option<(Vec<bool>, usize)>> {
+    use std::io::BufRead;
+    let file = File::open(path).with_context(|| format!("opening {name}"))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    if reader
+        .fill_buf()
+        .with_context(|| format!("reading {name}"))?
+        .starts_with(b"\xEF\xBB\xBF")
+    {
+        return Ok(None);
+    }
+    let mut present = vec![false; schema::COLUMNS.len()];
+    let mut records = 0;
+    let mut line = Vec::new();
+    for i in 0.. {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {name}"))?;
+        if n == 0 {
+            break;
+        }
+        records += usize::from(ndjson_line(&line, i, name, &mut present)?);
+    }
+    Ok(Some((present, records)))
 }
 
 /// Calls `on_key` with each top-level key of a JSON object (its text between the quotes, escapes
@@ -781,13 +817,15 @@ pub fn estimated_rows(input: &Input) -> Result<usize> {
     })
 }
 
-/// Rows per batch of a streamed CSV file.
+/// Rows per batch of a streamed CSV or NDJSON file.
 const CSV_BATCH_ROWS: usize = 1 << 18;
 
-/// Streams an uncompressed CSV input (see [`streams`]) through polars' streaming engine and calls
-/// `each` with every batch, in file order, with the columns [`read`] gives. At most a few batches
-/// are in memory at once: the engine waits while `each` works.
-pub fn stream_csv(
+/// Streams an uncompressed CSV or NDJSON input (see [`streams`]) through polars' streaming engine
+/// and calls `each` with every batch, in file order, with the columns [`read`] gives. At most a
+/// few batches are in memory at once: the engine waits while `each` works. An NDJSON file is first
+/// checked line by line (the shapes and keys [`read`] checks); one that starts with a byte-order
+/// mark is read whole instead.
+pub fn stream_text(
     input: &Input,
     index: usize,
     each: &mut dyn FnMut(DataFrame) -> Result<()>,
@@ -797,33 +835,62 @@ pub fn stream_csv(
     let text_path = path
         .to_str()
         .with_context(|| format!("{name}: not a UTF-8 path"))?;
-    // The header alone says which contract columns the file holds.
-    let header = guarded(&name, || {
-        csv_options()
-            .with_n_rows(Some(0))
-            .try_into_reader_with_file_path(Some(path.clone()))
-            .and_then(|r| r.finish())
-            .with_context(|| format!("{name}: not a readable CSV file"))
-    })?;
+    let row_index = Some(RowIndex {
+        name: SOURCE_ROW.into(),
+        offset: 0,
+    });
+    let (contract, scan) = match input.format {
+        Format::Csv => {
+            // The header alone says which contract columns the file holds.
+            let header = guarded(&name, || {
+                csv_options()
+                    .with_n_rows(Some(0))
+                    .try_into_reader_with_file_path(Some(path.clone()))
+                    .and_then(|r| r.finish())
+                    .with_context(|| format!("{name}: not a readable CSV file"))
+            })?;
+            let scan = LazyCsvReader::new(PlRefPath::new(text_path))
+                .with_glob(false)
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_raise_if_empty(false)
+                .with_encoding(CsvEncoding::LossyUtf8)
+                .with_row_index(row_index)
+                .finish()
+                .with_context(|| format!("{name}: not a readable CSV file"))?;
+            (contract_exprs(&name, header.schema(), None, 1)?, scan)
+        }
+        _ => {
+            let Some((present, records)) = ndjson_columns_streamed(path, &name)? else {
+                return each(read(input, index)?.collect()?);
+            };
+            if records == 0 {
+                return each(read(input, index)?.collect()?);
+            }
+            if !present.iter().any(|p| *p) {
+                bail!(
+                    "{name}: no record holds any of the contract's columns (required column `{}` is missing)",
+                    schema::DEVICE_ID
+                );
+            }
+            let scan = LazyJsonLineReader::new(PlRefPath::new(text_path))
+                .with_schema(Some(text_schema()))
+                .with_row_index(row_index)
+                .finish()
+                .with_context(|| format!("{name}: not a readable NDJSON file"))?;
+            (
+                contract_exprs(&name, &text_schema(), Some(&present), records)?,
+                scan,
+            )
+        }
+    };
     let mut columns = vec![col(SOURCE_ROW).cast(DataType::UInt64)];
-    columns.extend(contract_exprs(&name, header.schema(), None, 1)?);
+    columns.extend(contract);
     columns.extend([
         lit(name.clone()).alias(SOURCE_FILE),
         lit(index as u32).alias(SOURCE_INDEX),
     ]);
-    let lazy = LazyCsvReader::new(PlRefPath::new(text_path))
-        .with_glob(false)
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .with_raise_if_empty(false)
-        .with_encoding(CsvEncoding::LossyUtf8)
-        .with_row_index(Some(RowIndex {
-            name: SOURCE_ROW.into(),
-            offset: 0,
-        }))
-        .finish()
-        .with_context(|| format!("{name}: not a readable CSV file"))?
-        .select(columns);
+    let lazy = scan.select(columns);
     let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
     std::thread::scope(|scope| {
         let query = scope.spawn(move || {
@@ -834,7 +901,7 @@ pub fn stream_csv(
                     std::num::NonZeroUsize::new(CSV_BATCH_ROWS),
                 )?
                 .collect_with_engine(Engine::Streaming)
-                .with_context(|| format!("{name}: not a readable CSV file"))
+                .with_context(|| format!("{name}: not readable"))
             })
         });
         let mut result = Ok(());
@@ -847,7 +914,7 @@ pub fn stream_csv(
         drop(rx);
         let read = query
             .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("{}: the CSV reader failed", path.display())));
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{}: the reader failed", path.display())));
         result.and(read.map(|_| ()))
     })
 }
@@ -873,7 +940,7 @@ const ROWS_PER_PIECE: usize = 3_600;
 ///
 /// Inputs are taken in run order. A Parquet input is read in slices by worker threads, whose
 /// pieces the calling thread appends in slice order; a plain CSV file is streamed in batches
-/// ([`stream_csv`]); any other input is read whole. Each part so holds its rows in run order, and
+/// ([`stream_text`]); any other input is read whole. Each part so holds its rows in run order, and
 /// memory is bounded by a few slices or batches for every streamed input.
 pub fn split(
     inputs: &[Input],
@@ -947,7 +1014,7 @@ pub fn split(
                     |_, p| append(p),
                 )?;
             }
-            _ if streams(input) => stream_csv(input, i, &mut |df| append(pieces(df)?))?,
+            _ if streams(input) => stream_text(input, i, &mut |df| append(pieces(df)?))?,
             _ => {
                 let df = read(input, i)?
                     .collect()
