@@ -5,11 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use super::charts::{self, Chart};
-use super::{
-    COHORT_COLUMNS, Data, GATE_COLUMNS, GATEWAY_COLUMNS, SAMPLE_COLUMNS, TRIAGE_SAMPLE, fill,
-    fragment, get, shown, tiles, top_rows,
-};
+use super::charts::Chart;
+use super::{Data, fill, fragment, get, page_values, shown, tiles};
 use crate::analytics::{Cell, Table};
 
 pub(super) const CSS: &str = include_str!("../../reports/report.css");
@@ -97,44 +94,15 @@ pub(super) fn html(data: &Data, svgs: &[(&Chart, String)]) -> Result<String> {
         })
         .collect::<Result<Vec<_>>>()?
         .join("\n");
-    let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let gate = &data.run.config.gate;
-    fill(
-        HTML,
-        &[
-            ("run_id", &id),
-            ("css", CSS),
-            ("as_of", &escape_html(&data.run.as_of)),
-            ("inputs", &escape_html(&data.inputs.join(", "))),
-            ("tiles", &tiles),
-            ("gate_min_devices", &gate.gate_min_devices.to_string()),
-            (
-                "halt_failure_pct",
-                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
-            ),
-            (
-                "gate_table",
-                &html_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
-            ),
-            (
-                "cohort_table",
-                &html_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
-            ),
-            (
-                "gateway_table",
-                &html_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
-            ),
-            ("figures", &figures),
-            (
-                "sample_shown",
-                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
-            ),
-            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
-            (
-                "sample_table",
-                &html_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
-            ),
-        ],
-    )
+    let mut values: Vec<(&str, String)> = vec![
+        ("run_id", id),
+        ("css", CSS.to_string()),
+        ("as_of", escape_html(&data.run.as_of)),
+        ("inputs", escape_html(&data.inputs.join(", "))),
+        ("tiles", tiles),
+        ("figures", figures),
+    ];
+    values.extend(page_values(data, html_table)?);
+    let values: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    fill(HTML, &values)
 }

@@ -3,11 +3,8 @@
 
 use anyhow::Result;
 
-use super::charts::{self, Chart};
-use super::{
-    COHORT_COLUMNS, Data, GATE_COLUMNS, GATEWAY_COLUMNS, SAMPLE_COLUMNS, TRIAGE_SAMPLE, fill,
-    fragment, get, shown, tiles, top_rows,
-};
+use super::charts::Chart;
+use super::{Data, fill, fragment, get, page_values, shown, tiles};
 use crate::analytics::{Cell, Table};
 
 pub(super) const MARKDOWN: &str = include_str!("../../reports/report.md");
@@ -81,43 +78,14 @@ pub(super) fn markdown(data: &Data, charts: &[Chart]) -> Result<String> {
         })
         .collect::<Result<Vec<_>>>()?
         .join("\n\n");
-    let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
-    let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
-    let gate = &data.run.config.gate;
-    fill(
-        MARKDOWN,
-        &[
-            ("run_id", &escape_md(&data.run.run_id).replace('`', "")),
-            ("as_of", &escape_md(&data.run.as_of)),
-            ("inputs", &escape_md(&data.inputs.join(", "))),
-            ("kpi_rows", &kpi_rows),
-            ("gate_min_devices", &gate.gate_min_devices.to_string()),
-            (
-                "halt_failure_pct",
-                &format!("{:.2}", 100.0 * gate.halt_failure_rate),
-            ),
-            (
-                "gate_table",
-                &md_table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
-            ),
-            (
-                "cohort_table",
-                &md_table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
-            ),
-            (
-                "gateway_table",
-                &md_table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
-            ),
-            ("figures", &figures),
-            (
-                "sample_shown",
-                &data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
-            ),
-            ("quarantined", &charts::count(data.kpis.quarantined_rows)),
-            (
-                "sample_table",
-                &md_table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
-            ),
-        ],
-    )
+    let mut values: Vec<(&str, String)> = vec![
+        ("run_id", escape_md(&data.run.run_id).replace('`', "")),
+        ("as_of", escape_md(&data.run.as_of)),
+        ("inputs", escape_md(&data.inputs.join(", "))),
+        ("kpi_rows", kpi_rows),
+        ("figures", figures),
+    ];
+    values.extend(page_values(data, md_table)?);
+    let values: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    fill(MARKDOWN, &values)
 }

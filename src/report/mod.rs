@@ -503,6 +503,45 @@ const SAMPLE_COLUMNS: [&str; 8] = [
     "source_row",
 ];
 
+/// Renders a table's rows, in the given columns, for one page (HTML or Markdown).
+type TableRenderer = fn(&Table, &[Vec<Cell>], &[&str]) -> Result<String>;
+
+/// The values both report pages (HTML and Markdown) fill in the same way: the gate's thresholds,
+/// the four tables as `table` renders them, and the triage sample's counts.
+fn page_values(data: &Data, table: TableRenderer) -> Result<Vec<(&'static str, String)>> {
+    let cohorts = top_rows(&data.cohorts, "wilson_low").unwrap_or_default();
+    let gateways = top_rows(&data.gateways, "lift").unwrap_or_default();
+    let gate = &data.run.config.gate;
+    Ok(vec![
+        ("gate_min_devices", gate.gate_min_devices.to_string()),
+        (
+            "halt_failure_pct",
+            format!("{:.2}", 100.0 * gate.halt_failure_rate),
+        ),
+        (
+            "gate_table",
+            table(&data.gate, &data.gate.rows, &GATE_COLUMNS)?,
+        ),
+        (
+            "cohort_table",
+            table(&data.cohorts, &cohorts, &COHORT_COLUMNS)?,
+        ),
+        (
+            "gateway_table",
+            table(&data.gateways, &gateways, &GATEWAY_COLUMNS)?,
+        ),
+        (
+            "sample_shown",
+            data.sample.rows.len().min(TRIAGE_SAMPLE).to_string(),
+        ),
+        ("quarantined", charts::count(data.kpis.quarantined_rows)),
+        (
+            "sample_table",
+            table(&data.sample, &data.sample.rows, &SAMPLE_COLUMNS)?,
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
