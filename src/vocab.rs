@@ -101,11 +101,6 @@ vocabulary! {
 impl Action {
     /// The actions done remotely: each avoids a truck roll.
     pub const REMOTE: [Action; 3] = [Action::RetryOta, Action::Defer, Action::RemoteRollback];
-
-    /// Whether the recovery plan lists a device with this action (all but NONE and WAIT).
-    pub fn is_planned(self) -> bool {
-        !matches!(self, Action::None | Action::Wait)
-    }
 }
 
 vocabulary! {

@@ -191,13 +191,14 @@ struct Totals {
 
 /// Money summed over buckets, rounded to cents: the sum's last bits depend on the order of the
 /// additions, the cents do not.
-fn cents(x: f64) -> f64 {
+pub(crate) fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn add(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+/// Adds counts by key (of buckets, or of shards) into `into`.
+pub(crate) fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     for (k, n) in from {
-        *into.entry(k).or_default() += n;
+        *into.entry(k.clone()).or_default() += n;
     }
 }
 
@@ -206,8 +207,8 @@ struct Sinks {
     files: Vec<AtomicFile>,
     writers: Vec<Option<BatchedWriter<File>>>,
     plan: AtomicFile,
+    /// Rows of the recovery plan written so far (its header not counted).
     plan_rows: u64,
-    plan_data_rows: u64,
 }
 
 impl Sinks {
@@ -222,12 +223,12 @@ impl Sinks {
             files,
             plan: AtomicFile::create(&dir.join(workspace::RECOVERY_PLAN))?,
             plan_rows: 0,
-            plan_data_rows: 0,
         })
     }
 
     /// Appends one part: clean, triage and device_state rows, and the recovery plan's.
     fn write(&mut self, parts: [&DataFrame; 3], plan: &mut DataFrame) -> Result<()> {
+        let first = self.writers[0].is_none();
         for (i, df) in parts.into_iter().enumerate() {
             if self.writers[i].is_none() {
                 let file = self.files[i].file().try_clone()?;
@@ -244,11 +245,10 @@ impl Sinks {
         }
         let mut w = self.plan.file();
         CsvWriter::new(&mut w)
-            .include_header(self.plan_rows == 0)
+            .include_header(first)
             .finish(plan)
             .with_context(|| format!("writing {}", self.plan.dest().display()))?;
-        self.plan_rows += plan.height() as u64 + 1;
-        self.plan_data_rows += plan.height() as u64;
+        self.plan_rows += plan.height() as u64;
         Ok(())
     }
 
@@ -389,9 +389,9 @@ impl Totals {
             .bool()?
             .sum()
             .unwrap_or(0) as u64;
-        add(&mut self.reasons, counts(&part.triage, PRIMARY_REASON)?);
-        add(&mut self.states, counts(device_state, "state")?);
-        add(&mut self.actions, counts(device_state, "action")?);
+        add(&mut self.reasons, &counts(&part.triage, PRIMARY_REASON)?);
+        add(&mut self.states, &counts(device_state, "state")?);
+        add(&mut self.actions, &counts(device_state, "action")?);
         for (step, seconds) in part.seconds {
             *self.seconds.entry(step).or_default() += seconds;
         }
@@ -537,7 +537,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         )?;
     }
     step = Instant::now();
-    let plan_rows = sinks.plan_data_rows;
+    let plan_rows = sinks.plan_rows;
     let (staged, plan_file) = sinks.finish()?;
     let (cost_raw, avoided_raw) = (totals.cost_usd, totals.cost_avoided_usd);
     totals.cost_usd = cents(totals.cost_usd);
@@ -587,7 +587,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             entries.insert(name, shard::file_entry(&file.temp_path()?, rows)?);
         }
         let manifest = shard::ShardManifest {
-            format: shard::ShardManifest::new_format(),
+            format: shard::SHARD_FORMAT.into(),
             run_id: run_id.clone(),
             shard: s.index,
             shards: s.count,
@@ -612,7 +612,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             files: entries,
         };
         let dest = out_dir.join(shard::SHARD_MANIFEST);
-        files.push(shard::manifest_file(&dest, &manifest)?);
+        files.push(shard::json_file(&dest, &manifest)?);
         outputs.insert(shard::SHARD_MANIFEST.into(), dest.display().to_string());
         workspace::commit_all(files)?;
         lap("publish", &mut step);

@@ -32,6 +32,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use crate::recover::ingest::{self, Format, Input};
+use crate::recover::{add, cents};
 use crate::schema;
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{AtomicFile, Workspace};
@@ -93,7 +94,8 @@ pub const PARTITION_MANIFEST: &str = "_partition.json";
 /// Written by `recover --shard` next to the shard's stage files, last.
 pub const SHARD_MANIFEST: &str = "manifest.json";
 const PARTITION_FORMAT: &str = "sentinel-partition/1";
-const SHARD_FORMAT: &str = "sentinel-shard/1";
+/// The `format` of this version's shard manifests.
+pub const SHARD_FORMAT: &str = "sentinel-shard/1";
 
 /// `_partition.json`: what `partition` split, how, and how many rows went where.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -213,7 +215,7 @@ pub fn partition(opts: &PartitionOptions) -> Result<PartitionSummary> {
         rows_in,
         rows_per_shard: per_shard.clone(),
     };
-    write_json(&tmp.path().join(PARTITION_MANIFEST), &manifest)?;
+    json_file(&tmp.path().join(PARTITION_MANIFEST), &manifest)?.commit()?;
     for part in &parts {
         File::open(part)
             .and_then(|f| f.sync_all())
@@ -272,15 +274,16 @@ fn hash_file(path: &Path) -> Result<blake3::Hash> {
     Ok(hasher.finalize())
 }
 
-/// Writes `value` as pretty JSON to `path`, atomically.
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let file = AtomicFile::create(path)?;
+/// `value` as pretty JSON in an atomic file at `dest`, not yet committed (a shard's manifest is
+/// committed with its stage files).
+pub fn json_file<T: Serialize>(dest: &Path, value: &T) -> Result<AtomicFile> {
+    let file = AtomicFile::create(dest)?;
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     file.file()
         .write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.commit()
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(file)
 }
 
 /// The partitioned dataset at `path`, when it is one (a folder holding `_partition.json`).
@@ -428,12 +431,6 @@ pub struct ShardManifest {
     pub files: BTreeMap<String, FileEntry>,
 }
 
-impl ShardManifest {
-    pub fn new_format() -> String {
-        SHARD_FORMAT.into()
-    }
-}
-
 /// The manifest entry of a file just written.
 pub fn file_entry(path: &Path, rows: u64) -> Result<FileEntry> {
     Ok(FileEntry {
@@ -443,17 +440,6 @@ pub fn file_entry(path: &Path, rows: u64) -> Result<FileEntry> {
             .len(),
         blake3: hash_file(path)?.to_hex().to_string(),
     })
-}
-
-/// Serializes a shard manifest into an atomic file (committed with the stage files).
-pub fn manifest_file(dest: &Path, manifest: &ShardManifest) -> Result<AtomicFile> {
-    let file = AtomicFile::create(dest)?;
-    let mut text = serde_json::to_string_pretty(manifest)?;
-    text.push('\n');
-    file.file()
-        .write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", dest.display()))?;
-    Ok(file)
 }
 
 /// Reads a shard manifest.
@@ -650,18 +636,12 @@ pub fn merge(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Mer
     let mut reasons = BTreeMap::new();
     let mut states = BTreeMap::new();
     let mut actions = BTreeMap::new();
-    let sum = |into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>| {
-        for (k, n) in from {
-            *into.entry(k.clone()).or_default() += n;
-        }
-    };
     for (_, m) in &manifests {
-        sum(&mut reasons, &m.quarantined_by_reason);
-        sum(&mut states, &m.devices_by_state);
-        sum(&mut actions, &m.devices_by_action);
+        add(&mut reasons, &m.quarantined_by_reason);
+        add(&mut states, &m.devices_by_state);
+        add(&mut actions, &m.devices_by_action);
     }
     let total = |f: fn(&ShardManifest) -> u64| manifests.iter().map(|(_, m)| f(m)).sum::<u64>();
-    let cents = |x: f64| (x * 100.0).round() / 100.0;
     let record = RunRecord {
         run_id: run_id.clone(),
         started_at_us: manifests
