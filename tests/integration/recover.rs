@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use sentinel::recover::{RecoverOptions, recover};
+use sentinel::workspace::Workspace;
+
 use crate::util::{Workdir, read_parquet};
 
 const AS_OF: &str = "2026-11-25T12:00:00Z";
@@ -399,88 +402,104 @@ fn bad_input_is_rejected_and_nothing_is_written() {
     assert!(err.contains("--input"), "{err}");
 }
 
-/// Recover in buckets (the path for inputs larger than a bucket) and in one piece give the same
-/// run: the same summary, the same rows in every stage file and the same analytics, also when
-/// duplicates and conflicts span two input files.
-#[test]
-fn buckets_give_exactly_the_in_memory_results() {
+/// A generated fleet of `devices` and its chaos file at `rate`, both seeded with `seed`, in `dir`:
+/// (the clean file, the chaos file).
+fn chaos_fleet(dir: &Path, devices: u64, seed: u64, rate: f64) -> (PathBuf, PathBuf) {
     use sentinel::chaos::{ChaosOptions, chaos};
     use sentinel::config::Config;
     use sentinel::generate::{GenerateOptions, generate};
-    use sentinel::recover::{RecoverOptions, recover};
-    use sentinel::workspace::Workspace;
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::default();
-    let as_of_us = sentinel::schema::parse_timestamp(AS_OF).unwrap();
-    let raw = dir.path().join("telemetry.parquet");
+    let raw = dir.join("telemetry.parquet");
     generate(
-        &config,
+        &Config::default(),
         &GenerateOptions {
-            devices: 20_000,
-            seed: 11,
-            as_of_us,
+            devices,
+            seed,
+            as_of_us: sentinel::schema::parse_timestamp(AS_OF).unwrap(),
             out: raw.clone(),
         },
         &|_| {},
     )
     .unwrap();
-    let corrupted = dir.path().join("telemetry.chaos.parquet");
+    let corrupted = dir.join("telemetry.chaos.parquet");
     chaos(
         &ChaosOptions {
             input: raw.clone(),
             out: corrupted.clone(),
-            log: dir.path().join("log.parquet"),
-            rate: 0.2,
-            seed: 11,
+            log: dir.join("log.parquet"),
+            rate,
+            seed,
         },
         &|_| {},
     )
     .unwrap();
-    let run = |name: &str, bucket_rows: usize| {
-        let ws = Workspace::new(dir.path().join(name));
-        let opts = RecoverOptions {
-            inputs: vec![corrupted.clone(), raw.clone()],
-            as_of_us,
-            bucket_rows,
-            skip_unknown: false,
-            shard: None,
-        };
-        let mut summary = serde_json::to_value(recover(&config, &opts, &ws).unwrap()).unwrap();
-        summary.as_object_mut().unwrap().remove("outputs");
-        summary.as_object_mut().unwrap().remove("timings");
-        (ws, summary)
-    };
-    let (whole, whole_summary) = run("whole", usize::MAX);
-    let (split, split_summary) = run("split", 4_000);
-    assert_eq!(whole_summary, split_summary);
-    assert!(whole_summary["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(1000));
-    assert!(whole_summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
+    (raw, corrupted)
+}
 
-    let sorted = |path: std::path::PathBuf, by: &[&str]| {
+/// Recovers `inputs` in-process into `dir/name` with buckets of `bucket_rows`: its workspace and
+/// its summary without outputs and timings.
+fn recover_in(
+    dir: &Path,
+    name: &str,
+    inputs: Vec<PathBuf>,
+    bucket_rows: usize,
+) -> (Workspace, serde_json::Value) {
+    let ws = Workspace::new(dir.join(name));
+    let opts = RecoverOptions {
+        inputs,
+        as_of_us: sentinel::schema::parse_timestamp(AS_OF).unwrap(),
+        bucket_rows,
+        skip_unknown: false,
+        shard: None,
+    };
+    let config = sentinel::config::Config::default();
+    let mut summary = serde_json::to_value(recover(&config, &opts, &ws).unwrap()).unwrap();
+    summary.as_object_mut().unwrap().remove("outputs");
+    summary.as_object_mut().unwrap().remove("timings");
+    (ws, summary)
+}
+
+/// Asserts that two runs of `id` hold the same stage rows (sorted) and recovery plan lines.
+fn assert_same_stage_files(a: &Workspace, b: &Workspace, id: &str, label: &str) {
+    let sorted = |path: PathBuf, by: &[&str]| {
         read_parquet(&path)
             .sort(by.to_vec(), SortMultipleOptions::default())
             .unwrap()
     };
-    let id = whole_summary["run_id"].as_str().unwrap().to_string();
     for (file, by) in [
-        (whole.clean(&id), &["source_index", "source_row"][..]),
-        (whole.triage(&id), &["source_file", "source_row"][..]),
-        (whole.device_state(&id), &["device_id"][..]),
+        (a.clean(id), &["source_index", "source_row"][..]),
+        (a.triage(id), &["source_file", "source_row"][..]),
+        (a.device_state(id), &["device_id"][..]),
     ] {
         let name = file.file_name().unwrap().to_owned();
-        let split_file = split.stage_dir(&id).join(&name);
-        let (a, b) = (sorted(file, by), sorted(split_file, by));
-        assert_eq!(a.height(), b.height(), "{name:?}");
-        assert!(a.equals_missing(&b), "{name:?} differs");
+        let (x, y) = (sorted(file, by), sorted(b.stage_dir(id).join(&name), by));
+        assert_eq!(x.height(), y.height(), "{label} {name:?}");
+        assert!(x.equals_missing(&y), "{label}: {name:?} differs");
     }
     let lines = |ws: &Workspace| {
-        let text = std::fs::read_to_string(ws.recovery_plan(&id)).unwrap();
+        let text = std::fs::read_to_string(ws.recovery_plan(id)).unwrap();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.sort();
         lines
     };
-    assert_eq!(lines(&whole), lines(&split));
+    assert_eq!(lines(a), lines(b), "{label}: recovery plan");
+}
+
+/// Recover in buckets (the path for inputs larger than a bucket) and in one piece give the same
+/// run: the same summary, the same rows in every stage file and the same analytics, also when
+/// duplicates and conflicts span two input files.
+#[test]
+fn buckets_give_exactly_the_in_memory_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, corrupted) = chaos_fleet(dir.path(), 20_000, 11, 0.2);
+    let inputs = vec![corrupted, raw];
+    let (whole, whole_summary) = recover_in(dir.path(), "whole", inputs.clone(), usize::MAX);
+    let (split, split_summary) = recover_in(dir.path(), "split", inputs, 4_000);
+    assert_eq!(whole_summary, split_summary);
+    assert!(whole_summary["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(1000));
+    assert!(whole_summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
+    let id = whole_summary["run_id"].as_str().unwrap();
+    assert_same_stage_files(&whole, &split, id, "buckets");
 }
 
 /// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
@@ -488,40 +507,10 @@ fn buckets_give_exactly_the_in_memory_results() {
 /// batches, a gzip CSV is read whole and split. Every path gives the same run.
 #[test]
 fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
-    use sentinel::chaos::{ChaosOptions, chaos};
-    use sentinel::config::Config;
-    use sentinel::generate::{GenerateOptions, generate};
     use sentinel::recover::ingest::{Format, Input, read};
-    use sentinel::recover::{RecoverOptions, recover};
-    use sentinel::workspace::Workspace;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::default();
-    let as_of_us = sentinel::schema::parse_timestamp(AS_OF).unwrap();
-    let raw = dir.path().join("telemetry.parquet");
-    generate(
-        &config,
-        &GenerateOptions {
-            devices: 15_000,
-            seed: 5,
-            as_of_us,
-            out: raw.clone(),
-        },
-        &|_| {},
-    )
-    .unwrap();
-    let corrupted = dir.path().join("telemetry.chaos.parquet");
-    chaos(
-        &ChaosOptions {
-            input: raw.clone(),
-            out: corrupted.clone(),
-            log: dir.path().join("log.parquet"),
-            rate: 0.3,
-            seed: 5,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let (_, corrupted) = chaos_fleet(dir.path(), 15_000, 5, 0.3);
     // The chaos file as text, the way ingest reads it, written out as CSV, gzip CSV and NDJSON.
     let input = Input {
         path: corrupted.clone(),
@@ -563,53 +552,22 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
         .finish(&mut with_extra)
         .unwrap();
 
-    let run = |name: &str, inputs: Vec<PathBuf>, bucket_rows: usize| {
-        let ws = Workspace::new(dir.path().join(name));
-        let opts = RecoverOptions {
-            inputs,
-            as_of_us,
-            bucket_rows,
-            skip_unknown: false,
-            shard: None,
-        };
-        let mut summary = serde_json::to_value(recover(&config, &opts, &ws).unwrap()).unwrap();
-        summary.as_object_mut().unwrap().remove("outputs");
-        summary.as_object_mut().unwrap().remove("timings");
-        (ws, summary)
-    };
-    let sorted = |path: PathBuf, by: &[&str]| {
-        read_parquet(&path)
-            .sort(by.to_vec(), SortMultipleOptions::default())
-            .unwrap()
-    };
     for inputs in [
         vec![csv.clone()],
         vec![csv.clone(), gz.clone()],
         vec![ndjson.clone(), csv.clone()],
     ] {
         let label = format!("{inputs:?}");
-        let (whole, whole_summary) = run("whole", inputs.clone(), usize::MAX);
-        let (split, split_summary) = run("split", inputs, 3_000);
+        let (whole, whole_summary) = recover_in(dir.path(), "whole", inputs.clone(), usize::MAX);
+        let (split, split_summary) = recover_in(dir.path(), "split", inputs, 3_000);
         assert_eq!(whole_summary, split_summary, "{label}");
         assert!(
             whole_summary["rows_in"].as_u64() > Some(15_000),
             "{label}: {whole_summary}"
         );
         assert!(whole_summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
-        let id = whole_summary["run_id"].as_str().unwrap().to_string();
-        for (file, by) in [
-            (whole.clean(&id), &["source_index", "source_row"][..]),
-            (whole.triage(&id), &["source_file", "source_row"][..]),
-            (whole.device_state(&id), &["device_id"][..]),
-        ] {
-            let name = file.file_name().unwrap().to_owned();
-            let (a, b) = (
-                sorted(file, by),
-                sorted(split.stage_dir(&id).join(&name), by),
-            );
-            assert_eq!(a.height(), b.height(), "{label} {name:?}");
-            assert!(a.equals_missing(&b), "{label}: {name:?} differs");
-        }
+        let id = whole_summary["run_id"].as_str().unwrap();
+        assert_same_stage_files(&whole, &split, id, &label);
         std::fs::remove_dir_all(dir.path().join("whole")).unwrap();
         std::fs::remove_dir_all(dir.path().join("split")).unwrap();
     }
