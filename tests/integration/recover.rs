@@ -572,3 +572,33 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
         std::fs::remove_dir_all(dir.path().join("split")).unwrap();
     }
 }
+
+/// Every device's rationale on the fixture fleet, which reaches every branch of the state and
+/// action sentences: the exact text is the contract's "values that decided it" (SPEC section 5).
+#[test]
+fn every_rationale_of_the_fixture_fleet() {
+    let w = Workdir::new();
+    let input = write_fixture(&w, "csv");
+    recover_json(&w, &[&input], AS_OF);
+    let ds = read_parquet(&w.stage("device_state.parquet"));
+    let column = |name: &str| ds.column(name).unwrap().str().unwrap().clone();
+    let (ids, st, ac, why) = (
+        column("device_id"),
+        column("state"),
+        column("action"),
+        column("rationale"),
+    );
+    let mut lines: Vec<String> = (0..ds.height())
+        .map(|i| {
+            format!(
+                "{} {}/{}: {}",
+                ids.get(i).unwrap(),
+                st.get(i).unwrap(),
+                ac.get(i).unwrap(),
+                why.get(i).unwrap_or("<null>")
+            )
+        })
+        .collect();
+    lines.sort();
+    insta::assert_snapshot!("fixture_rationales", lines.join("\n"));
+}
