@@ -6,8 +6,8 @@
 //! null retry_count counts as 0, as the SPEC says.
 
 use polars::prelude::{
-    DataType, Expr, Field, IntoColumn, LazyFrame, NULL, NewChunkedArray, PolarsResult,
-    StringChunked, col, concat_str, len, lit, when,
+    Column, DataType, Expr, Field, IntoColumn, LazyFrame, PolarsResult, Series,
+    StringChunkedBuilder, as_struct, col, len, lit, when,
 };
 
 use crate::config::{Config, Costs, Thresholds};
@@ -26,47 +26,6 @@ fn one_of(e: Expr, values: &[&str]) -> Expr {
         .reduce(Expr::or)
         .map(flag)
         .unwrap_or(lit(false))
-}
-
-/// A value as text for a rationale; `null` when missing.
-fn text(e: Expr) -> Expr {
-    e.cast(DataType::String).fill_null(lit("null"))
-}
-
-/// A timestamp (µs, UTC) as a rationale quotes it, `2026-11-24 06:00:00.000000`; `null` when
-/// missing. One Rust pass over the column: polars' own cast formats through chrono's strftime,
-/// which was the largest single item of classify's profile.
-fn time_text(e: Expr) -> Expr {
-    e.map(
-        |c| {
-            let us = c.to_physical_repr();
-            let us = us.i64()?;
-            let mut buf = String::with_capacity(27);
-            let texts = StringChunked::from_iter_values(
-                c.name().clone(),
-                us.iter().map(|v| match v {
-                    Some(us) => {
-                        buf.clear();
-                        schema::write_timestamp(us, &mut buf);
-                        // 2026-11-24T06:00:00.000000Z -> 2026-11-24 06:00:00.000000 (clean
-                        // timestamps have four-digit years: 2000 to as_of + 5 minutes).
-                        if buf.as_bytes().get(10) == Some(&b'T') {
-                            buf.replace_range(10..11, " ");
-                        }
-                        buf.pop();
-                        buf.clone()
-                    }
-                    None => "null".to_string(),
-                }),
-            );
-            Ok(texts.into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
-    )
-}
-
-fn sentence(parts: Vec<Expr>) -> Expr {
-    concat_str(parts, "", false)
 }
 
 /// The latest clean report of each device (greatest reported_at), with `reports`, the device's
@@ -98,12 +57,7 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
     let t = &config.thresholds;
     let facts = Facts::new(config, as_of_us);
     latest
-        .with_columns([
-            stale(t, as_of_us).alias("stale"),
-            // Timestamps as text once: several rationale sentences quote them.
-            time_text(col(schema::LAST_HEARTBEAT_AT)).alias("__heartbeat_text"),
-            time_text(col(schema::UPDATE_STARTED_AT)).alias("__started_text"),
-        ])
+        .with_columns([stale(t, as_of_us).alias("stale")])
         .with_columns([state(&facts).alias("state")])
         .with_columns([
             one_of(col("state"), &texts(&State::FAILED, State::as_str)).alias("failed"),
@@ -115,15 +69,11 @@ pub fn classify(latest: LazyFrame, config: &Config, as_of_us: i64) -> LazyFrame 
                 .alias("truck_roll_avoided"),
         ])
         .with_columns([
-            state_why(&facts, t).alias("__why_state"),
-            action_why(&facts, t).alias("__why_action"),
-        ])
-        .with_columns([
             when(col("truck_roll_avoided"))
                 .then(lit(config.costs_usd.FIELD_SERVICE))
                 .otherwise(lit(0.0))
                 .alias("cost_avoided_usd"),
-            rationale().alias("rationale"),
+            rationale(&facts, t).alias("rationale"),
         ])
         .select(device_state_columns())
 }
@@ -293,149 +243,300 @@ fn cost(costs: &Costs) -> Expr {
     cost.otherwise(lit(0.0))
 }
 
-/// The first half of the rationale: why the device is in its state, with the deciding values.
-fn state_why(f: &Facts, t: &Thresholds) -> Expr {
-    let st = col("state");
-    let status = f.status.clone();
-    let model = col(schema::HW_MODEL);
-    let bank = when(f.is_dual.clone())
-        .then(lit("dual-bank "))
-        .otherwise(lit("single-bank "));
-    when(f.boot.clone())
-        .then(sentence(vec![
-            lit("boot_failures="),
-            text(col(schema::BOOT_FAILURES)),
-            lit(format!(" >= {}", t.brick_boot_failures)),
-            lit(" on "),
-            bank,
-            model,
-        ]))
-        .when(f.silent_after_download.clone())
-        .then(sentence(vec![
-            lit("no heartbeat since "),
-            col("__heartbeat_text"),
-            lit(" after a full download while "),
-            status.clone(),
-        ]))
-        .when(col("stale"))
-        .then(sentence(vec![
-            lit("no heartbeat since "),
-            col("__heartbeat_text"),
-            lit(format!(
-                " (timeout {} h), download_pct=",
-                t.heartbeat_timeout_hours
-            )),
-            text(col(schema::DOWNLOAD_PCT)),
-        ]))
-        .when(st.clone().eq(State::Healthy.lit()))
-        .then(sentence(vec![
-            lit("succeeded and reports target "),
-            col(schema::FIRMWARE_TARGET),
-        ]))
-        .when(f.false_success.clone())
-        .then(sentence(vec![
-            lit("succeeded but reports the old image "),
-            col(schema::FIRMWARE_FROM),
-        ]))
-        .when(st.clone().eq(State::RolledBack.lit()))
-        .then(sentence(vec![
-            lit("ota_status=rolled_back, error_code="),
-            text(col(schema::ERROR_CODE)),
-        ]))
-        .when(st.clone().eq(State::Partial.lit()))
-        .then(sentence(vec![
-            lit("ota_status="),
-            status.clone(),
-            lit(", error_code="),
-            text(col(schema::ERROR_CODE)),
-        ]))
-        .when(st.eq(State::Stalled.lit()))
-        .then(sentence(vec![
-            status.clone(),
-            lit(" since "),
-            col("__started_text"),
-            lit(format!(" (over {} h)", t.campaign_timeout_hours)),
-        ]))
-        .when(f.succeeded.clone())
-        .then(lit("succeeded, new image not yet confirmed by the device"))
-        .otherwise(sentence(vec![
-            status,
-            lit(" since "),
-            col("__started_text"),
-        ]))
+/// The rationale: `<why the state> -> <action>[: <why the action>]`, with the values that decided
+/// them (SPEC section 5). One Rust pass over the latest reports ([`Why`]): as a polars when/then
+/// chain, every branch's sentence was assembled for every device before the chain picked one,
+/// about half of classify's time. The facts are the rules' own expressions, so the sentence
+/// follows the state and action exactly.
+fn rationale(f: &Facts, t: &Thresholds) -> Expr {
+    let why = Why::new(t);
+    as_struct(vec![
+        col("state"),
+        col("action"),
+        f.boot.clone().alias("__boot"),
+        f.silent_after_download.clone().alias("__silent"),
+        col("stale"),
+        f.false_success.clone().alias("__false_success"),
+        f.succeeded.clone().alias("__succeeded"),
+        f.is_dual.clone().alias("__dual"),
+        f.battery_ok.clone().alias("__battery_ok"),
+        f.retries.clone().alias("__retries"),
+        col(schema::LAST_HEARTBEAT_AT).cast(DataType::Int64),
+        col(schema::UPDATE_STARTED_AT).cast(DataType::Int64),
+        col(schema::BOOT_FAILURES).cast(DataType::Int64),
+        col(schema::RSSI_DBM).cast(DataType::Int64),
+        col(schema::DOWNLOAD_PCT),
+        col(schema::BATTERY_PCT),
+        col(schema::OTA_STATUS),
+        col(schema::ERROR_CODE),
+        col(schema::HW_MODEL),
+        col(schema::FIRMWARE_TARGET),
+        col(schema::FIRMWARE_FROM),
+    ])
+    .map(
+        move |c| why.column(&c),
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
 }
 
-/// The second half of the rationale: why this action (null for NONE, WAIT of an updating device).
-fn action_why(f: &Facts, t: &Thresholds) -> Expr {
-    let a = col("action");
-    let model = col(schema::HW_MODEL);
-    let retry_text = sentence(vec![lit("retry_count="), text(f.retries.clone())]);
-    when(a.clone().eq(Action::RetryOta.lit()))
-        .then(sentence(vec![
-            retry_text.clone(),
-            lit(format!(
-                " < {}, battery and signal sufficient",
-                t.max_retries
-            )),
-        ]))
-        .when(a.clone().eq(Action::Defer.lit()))
-        .then(sentence(vec![
-            retry_text.clone(),
-            lit(format!(" < {} but ", t.max_retries)),
-            when(f.battery_ok.clone().not())
-                .then(sentence(vec![
-                    lit("battery_pct="),
-                    text(col(schema::BATTERY_PCT)),
-                    lit(format!(" < {}", t.min_battery_pct)),
-                ]))
-                .otherwise(sentence(vec![
-                    lit("rssi_dbm="),
-                    text(col(schema::RSSI_DBM)),
-                    lit(format!(" < {}", t.min_rssi_dbm)),
-                ])),
-        ]))
-        .when(a.clone().eq(Action::Escalate.lit()))
-        .then(sentence(vec![
-            retry_text,
-            lit(format!(" >= {}", t.max_retries)),
-        ]))
-        .when(a.clone().eq(Action::RemoteRollback.lit()))
-        .then(sentence(vec![
-            lit("dual-bank "),
-            model.clone(),
-            lit(" can boot its previous image"),
-        ]))
-        .when(a.clone().eq(Action::Rma.lit()))
-        .then(sentence(vec![
-            lit(format!("{} on single-bank ", ErrorCode::FlashWrite)),
-            model.clone(),
-        ]))
-        .when(
-            a.clone()
-                .eq(Action::FieldService.lit())
-                .and(col("state").eq(State::Bricked.lit())),
-        )
-        .then(sentence(vec![lit("single-bank "), model]))
-        .when(a.eq(Action::FieldService.lit()))
-        .then(lit("image fully downloaded, device silent"))
-        .otherwise(lit(NULL).cast(DataType::String))
+/// What a rationale quotes of one device (a null never satisfies a flag).
+struct Row<'a> {
+    state: Option<&'a str>,
+    action: Option<&'a str>,
+    boot: bool,
+    silent: bool,
+    stale: bool,
+    false_success: bool,
+    succeeded: bool,
+    dual: bool,
+    battery_ok: Option<bool>,
+    retries: Option<i64>,
+    heartbeat: Option<i64>,
+    started: Option<i64>,
+    boot_failures: Option<i64>,
+    rssi_dbm: Option<i64>,
+    download_pct: Option<f64>,
+    battery_pct: Option<f64>,
+    status: Option<&'a str>,
+    error_code: Option<&'a str>,
+    model: Option<&'a str>,
+    target: Option<&'a str>,
+    from: Option<&'a str>,
 }
 
-/// The rationale sentence: `<why the state> -> <action>[: <why the action>]`. Both halves are
-/// columns, materialized once: without common-subexpression elimination, each clone of their
-/// long when/then chains would be evaluated again over every device.
-fn rationale() -> Expr {
-    let a = col("action");
-    let (why_state, why_action) = (col("__why_state"), col("__why_action"));
-    when(why_action.clone().is_null())
-        .then(sentence(vec![why_state.clone(), lit(" -> "), a.clone()]))
-        .otherwise(sentence(vec![
-            why_state,
-            lit(" -> "),
-            a,
-            lit(": "),
-            why_action,
-        ]))
+/// The rationale's phrases, thresholds spelled out once. A sentence that quotes a missing text
+/// value is null, as concatenating a null is in SQL; a missing number or time is quoted as `null`.
+struct Why {
+    boot: String,
+    timeout: String,
+    over: String,
+    retry_ok: String,
+    retry_but: String,
+    battery_low: String,
+    rssi_low: String,
+    escalate: String,
+    rma: String,
+}
+
+impl Why {
+    fn new(t: &Thresholds) -> Why {
+        Why {
+            boot: format!(" >= {} on ", t.brick_boot_failures),
+            timeout: format!(" (timeout {} h), download_pct=", t.heartbeat_timeout_hours),
+            over: format!(" (over {} h)", t.campaign_timeout_hours),
+            retry_ok: format!(" < {}, battery and signal sufficient", t.max_retries),
+            retry_but: format!(" < {} but ", t.max_retries),
+            battery_low: format!(" < {}", t.min_battery_pct),
+            rssi_low: format!(" < {}", t.min_rssi_dbm),
+            escalate: format!(" >= {}", t.max_retries),
+            rma: format!("{} on single-bank ", ErrorCode::FlashWrite),
+        }
+    }
+
+    /// The rationale of every row of `c`, a struct of [`rationale`]'s fields in that order.
+    fn column(&self, c: &Column) -> PolarsResult<Column> {
+        let fields: Vec<Series> = c
+            .struct_()?
+            .fields_as_series()
+            .iter()
+            .map(|s| s.rechunk())
+            .collect();
+        let text = |i: usize| fields[i].str();
+        let flag = |i: usize| fields[i].bool();
+        let int = |i: usize| fields[i].i64();
+        let float = |i: usize| fields[i].f64();
+        let (state, action, status, error_code, model, target, from) = (
+            text(0)?,
+            text(1)?,
+            text(16)?,
+            text(17)?,
+            text(18)?,
+            text(19)?,
+            text(20)?,
+        );
+        let (boot, silent, stale, false_success, succeeded, dual, battery_ok) = (
+            flag(2)?,
+            flag(3)?,
+            flag(4)?,
+            flag(5)?,
+            flag(6)?,
+            flag(7)?,
+            flag(8)?,
+        );
+        let (retries, heartbeat, started, boot_failures, rssi_dbm) =
+            (int(9)?, int(10)?, int(11)?, int(12)?, int(13)?);
+        let (download_pct, battery_pct) = (float(14)?, float(15)?);
+        let mut out = StringChunkedBuilder::new(c.name().clone(), c.len());
+        let (mut line, mut action_why) = (String::with_capacity(192), String::with_capacity(96));
+        for i in 0..c.len() {
+            let row = Row {
+                state: state.get(i),
+                action: action.get(i),
+                boot: boot.get(i).unwrap_or(false),
+                silent: silent.get(i).unwrap_or(false),
+                stale: stale.get(i).unwrap_or(false),
+                false_success: false_success.get(i).unwrap_or(false),
+                succeeded: succeeded.get(i).unwrap_or(false),
+                dual: dual.get(i).unwrap_or(false),
+                battery_ok: battery_ok.get(i),
+                retries: retries.get(i),
+                heartbeat: heartbeat.get(i),
+                started: started.get(i),
+                boot_failures: boot_failures.get(i),
+                rssi_dbm: rssi_dbm.get(i),
+                download_pct: download_pct.get(i),
+                battery_pct: battery_pct.get(i),
+                status: status.get(i),
+                error_code: error_code.get(i),
+                model: model.get(i),
+                target: target.get(i),
+                from: from.get(i),
+            };
+            line.clear();
+            action_why.clear();
+            let written = self.state_why(&row, &mut line).and_then(|()| {
+                line.push_str(" -> ");
+                line.push_str(row.action?);
+                if self.action_why(&row, &mut action_why).is_some() {
+                    line.push_str(": ");
+                    line.push_str(&action_why);
+                }
+                Some(())
+            });
+            match written {
+                Some(()) => out.append_value(&line),
+                None => out.append_null(),
+            }
+        }
+        Ok(out.finish().into_column())
+    }
+
+    /// Why the device is in its state: the first of the state rules that holds, in their order.
+    fn state_why(&self, r: &Row, b: &mut String) -> Option<()> {
+        let state = r.state.unwrap_or_default();
+        if r.boot {
+            b.push_str("boot_failures=");
+            put_int(b, r.boot_failures);
+            b.push_str(&self.boot);
+            b.push_str(if r.dual { "dual-bank " } else { "single-bank " });
+            b.push_str(r.model?);
+        } else if r.silent {
+            b.push_str("no heartbeat since ");
+            put_time(b, r.heartbeat);
+            b.push_str(" after a full download while ");
+            b.push_str(r.status?);
+        } else if r.stale {
+            b.push_str("no heartbeat since ");
+            put_time(b, r.heartbeat);
+            b.push_str(&self.timeout);
+            put_float(b, r.download_pct);
+        } else if state == State::Healthy.as_str() {
+            b.push_str("succeeded and reports target ");
+            b.push_str(r.target?);
+        } else if r.false_success {
+            b.push_str("succeeded but reports the old image ");
+            b.push_str(r.from?);
+        } else if state == State::RolledBack.as_str() {
+            b.push_str("ota_status=rolled_back, error_code=");
+            b.push_str(r.error_code.unwrap_or("null"));
+        } else if state == State::Partial.as_str() {
+            b.push_str("ota_status=");
+            b.push_str(r.status?);
+            b.push_str(", error_code=");
+            b.push_str(r.error_code.unwrap_or("null"));
+        } else if state == State::Stalled.as_str() {
+            b.push_str(r.status?);
+            b.push_str(" since ");
+            put_time(b, r.started);
+            b.push_str(&self.over);
+        } else if r.succeeded {
+            b.push_str("succeeded, new image not yet confirmed by the device");
+        } else {
+            b.push_str(r.status?);
+            b.push_str(" since ");
+            put_time(b, r.started);
+        }
+        Some(())
+    }
+
+    /// Why this action; `None` for NONE and WAIT (except a silent device's field service).
+    fn action_why(&self, r: &Row, b: &mut String) -> Option<()> {
+        let action = r.action?;
+        let retry = |b: &mut String| {
+            b.push_str("retry_count=");
+            put_int(b, r.retries);
+        };
+        if action == Action::RetryOta.as_str() {
+            retry(b);
+            b.push_str(&self.retry_ok);
+        } else if action == Action::Defer.as_str() {
+            retry(b);
+            b.push_str(&self.retry_but);
+            if r.battery_ok == Some(false) {
+                b.push_str("battery_pct=");
+                put_float(b, r.battery_pct);
+                b.push_str(&self.battery_low);
+            } else {
+                b.push_str("rssi_dbm=");
+                put_int(b, r.rssi_dbm);
+                b.push_str(&self.rssi_low);
+            }
+        } else if action == Action::Escalate.as_str() {
+            retry(b);
+            b.push_str(&self.escalate);
+        } else if action == Action::RemoteRollback.as_str() {
+            b.push_str("dual-bank ");
+            b.push_str(r.model?);
+            b.push_str(" can boot its previous image");
+        } else if action == Action::Rma.as_str() {
+            b.push_str(&self.rma);
+            b.push_str(r.model?);
+        } else if action == Action::FieldService.as_str()
+            && r.state == Some(State::Bricked.as_str())
+        {
+            b.push_str("single-bank ");
+            b.push_str(r.model?);
+        } else if action == Action::FieldService.as_str() {
+            b.push_str("image fully downloaded, device silent");
+        } else {
+            return None;
+        }
+        Some(())
+    }
+}
+
+/// An integer as a rationale quotes it; `null` when missing.
+fn put_int(b: &mut String, v: Option<i64>) {
+    match v {
+        Some(v) => b.push_str(itoa::Buffer::new().format(v)),
+        None => b.push_str("null"),
+    }
+}
+
+/// A number as polars casts it to text (shortest round-trip form, `100.0`, `57.3`); `null` when
+/// missing.
+fn put_float(b: &mut String, v: Option<f64>) {
+    match v {
+        Some(v) => b.push_str(zmij::Buffer::new().format(v)),
+        None => b.push_str("null"),
+    }
+}
+
+/// A timestamp (µs, UTC) as a rationale quotes it, `2026-11-24 06:00:00.000000`; `null` when
+/// missing.
+fn put_time(b: &mut String, us: Option<i64>) {
+    let Some(us) = us else {
+        b.push_str("null");
+        return;
+    };
+    let start = b.len();
+    schema::write_timestamp(us, b);
+    // 2026-11-24T06:00:00.000000Z -> 2026-11-24 06:00:00.000000 (clean timestamps have
+    // four-digit years: 2000 to as_of + 5 minutes).
+    if b.as_bytes().get(start + 10) == Some(&b'T') {
+        b.replace_range(start + 10..start + 11, " ");
+    }
+    b.pop();
 }
 
 /// The columns of device_state, in order.
@@ -459,4 +560,49 @@ pub fn device_state_columns() -> Vec<Expr> {
         .map(col),
     );
     cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{Float64Chunked, Int64Chunked, NewChunkedArray};
+    use proptest::prelude::*;
+
+    /// polars' own cast of `values` to text, nulls as `null`: what the rationale used to quote.
+    fn polars_text(values: Column) -> Vec<String> {
+        let text = values.cast(&DataType::String).unwrap();
+        text.str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or("null").to_string())
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn numbers_are_quoted_as_polars_casts_them(
+            floats in proptest::collection::vec(proptest::option::of(-1.0e9f64..1.0e9), 1..50),
+            whole in proptest::collection::vec(0u8..=100, 1..20),
+            ints in proptest::collection::vec(proptest::option::of(any::<i64>()), 1..50),
+        ) {
+            // Percentages are often whole (100.0) or short decimals (57.3).
+            let mut floats = floats;
+            floats.extend(whole.iter().map(|w| Some(f64::from(*w))));
+            floats.extend(whole.iter().map(|w| Some(f64::from(*w) / 10.0)));
+            let want = polars_text(Float64Chunked::from_iter_options("x".into(), floats.iter().copied()).into_column());
+            let got: Vec<String> = floats.iter().map(|v| { let mut b = String::new(); put_float(&mut b, *v); b }).collect();
+            prop_assert_eq!(got, want);
+            let want = polars_text(Int64Chunked::from_iter_options("x".into(), ints.iter().copied()).into_column());
+            let got: Vec<String> = ints.iter().map(|v| { let mut b = String::new(); put_int(&mut b, *v); b }).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn times_are_quoted_without_the_t_and_the_z() {
+        let mut b = String::from("since ");
+        put_time(&mut b, Some(1_764_050_400_000_000));
+        put_time(&mut b, None);
+        assert_eq!(b, "since 2025-11-25 06:00:00.000000null");
+    }
 }
