@@ -49,17 +49,18 @@ fn flag(e: Expr) -> Expr {
     e.fill_null(lit(false))
 }
 
-/// A text column trimmed (Unicode White_Space, as `str::trim`); `normalized` reads it.
-fn trimmed(name: &str) -> Expr {
-    col(name).str().strip_chars(lit(NULL)).alias(n(name))
-}
-
-/// The trimmed text (already in `__n_*`) with empty text as null.
+/// A text column normalized (SPEC section 3): trimmed of Unicode White_Space (as `str::trim`),
+/// empty text as null. One pass per column: a trim and then a when/then over the trimmed column
+/// built two string columns per contract column.
 fn normalized(name: &str) -> Expr {
-    let t = col(n(name));
-    when(t.clone().eq(lit("")))
-        .then(lit(NULL).cast(DataType::String))
-        .otherwise(t)
+    kernel(col(name), DataType::String, |s| {
+        StringChunked::from_iter_options(
+            s.name().clone(),
+            s.iter().map(|v| v.map(str::trim).filter(|t| !t.is_empty())),
+        )
+        .into_column()
+    })
+    .alias(n(name))
 }
 
 /// The case-folded normalized text of a vocabulary column, materialized once (`format_layer`).
@@ -187,7 +188,10 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
         (schema::FIRMWARE_FROM | schema::FIRMWARE_TARGET | schema::FIRMWARE_REPORTED, _) => {
             let ok = col(ok(c.name));
             let value = when(ok.clone())
-                .then(t.clone().str().replace(lit("^[vV]"), lit(""), false))
+                .then(kernel(t.clone(), DataType::String, |s| {
+                    s.apply_values(|v| v.strip_prefix(['v', 'V']).unwrap_or(v).into())
+                        .into_column()
+                }))
                 .otherwise(lit(NULL).cast(DataType::String));
             (
                 value,
@@ -361,10 +365,7 @@ fn bool_column(s: &StringChunked, check: fn(&str) -> bool) -> Column {
 /// `priority`. The frame must hold the run's inputs in run order: "earlier" rows come first.
 /// [`explain`] spells the reasons out; [`clean`] and [`triage`] split the rows.
 pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<LazyFrame> {
-    let normalized_cols: Vec<Expr> = schema::COLUMNS
-        .iter()
-        .map(|c| normalized(c.name).alias(n(c.name)))
-        .collect();
+    let normalized_cols: Vec<Expr> = schema::COLUMNS.iter().map(|c| normalized(c.name)).collect();
     // update_started_at first: reported_at's check reads its value.
     let (started, started_reason) = column_exprs(
         schema::column(schema::UPDATE_STARTED_AT).expect("contract"),
@@ -446,12 +447,6 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(format_layer).collect();
     let stamps: Vec<Expr> = schema::COLUMNS.iter().filter_map(parsed_flag).collect();
     Ok(raw
-        .with_columns(
-            schema::COLUMNS
-                .iter()
-                .map(|c| trimmed(c.name))
-                .collect::<Vec<_>>(),
-        )
         .with_columns(normalized_cols)
         .with_columns(numbers)
         .with_columns(stamps)
