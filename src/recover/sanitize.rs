@@ -13,6 +13,8 @@
 //! ([`format_layer`]): a parsed value is null exactly when the text does not have the column's
 //! format (a TYPE_MISMATCH), so a null tells a mismatch from an out-of-range value.
 
+use std::collections::HashMap;
+
 use polars::prelude::{
     BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
     IntoColumn, JoinArgs, JoinType, LazyFrame, MaintainOrderJoin, NULL, NewChunkedArray,
@@ -63,31 +65,29 @@ fn normalized(name: &str) -> Expr {
     .alias(n(name))
 }
 
-/// The case-folded normalized text of a vocabulary column, materialized once (`format_layer`).
-fn lc(name: &str) -> String {
-    format!("__lc_{name}")
-}
-
-/// A text column in its caseless form ([`schema::fold`]: Unicode full case folding).
-fn folded(text: Expr) -> Expr {
-    kernel(text, DataType::String, |s| {
-        s.apply_values(schema::fold).into_column()
-    })
-}
-
-/// Maps caselessly onto `vocabulary` (stored in its spelling); null when not in it. `folded` is
-/// the case-folded text.
-fn vocabulary_value(folded: Expr, vocabulary: &[String]) -> Expr {
-    first_match(
-        vocabulary
-            .iter()
-            .map(|word| {
-                (
-                    folded.clone().eq(lit(schema::fold(word).into_owned())),
-                    lit(word.clone()),
-                )
-            })
-            .collect(),
+/// Maps a normalized text caselessly ([`schema::fold`]: Unicode full case folding) onto
+/// `vocabulary`, in the vocabulary's spelling; null when it is not a word of it (the first word
+/// wins should two fold alike). One pass: fold and look up, instead of a when/then per word that
+/// built a string column each.
+fn vocabulary_value(text: Expr, vocabulary: &[String]) -> Expr {
+    let mut words: HashMap<String, String> = HashMap::new();
+    for word in vocabulary {
+        words
+            .entry(schema::fold(word).into_owned())
+            .or_insert_with(|| word.clone());
+    }
+    text.map(
+        move |c| {
+            let s = c.str()?;
+            Ok(StringChunked::from_iter_options(
+                s.name().clone(),
+                s.iter().map(|v| {
+                    v.and_then(|v| words.get(schema::fold(v).as_ref()).map(String::as_str))
+                }),
+            )
+            .into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
     )
 }
 
@@ -174,7 +174,7 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
                 schema::OTA_STATUS => OtaStatus::ALL.iter().map(|s| s.to_string()).collect(),
                 _ => ErrorCode::ALL.iter().map(|s| s.to_string()).collect(),
             };
-            let value = vocabulary_value(col(lc(c.name)), &vocabulary);
+            let value = vocabulary_value(t.clone(), &vocabulary);
             // The value is materialized before the reasons are computed (see `annotate`).
             let unknown = t.is_not_null().and(col(v(c.name)).is_null());
             (
@@ -286,12 +286,11 @@ fn column_exprs(c: &schema::Column, config: &Config, as_of_us: i64) -> (Expr, Ex
 /// Per-column format work, materialized as columns once because the checks that follow read
 /// them many times (polars is built without common-subexpression elimination here): the parsed
 /// value of number and timestamp columns (`__x_*`, null when the text does not have the column's
-/// format), whether id and version texts have theirs (`__ok_*`), and the case-folded text of
-/// vocabulary columns (`__lc_*`). Parsing is one Rust pass per column ([`schema::parse_float`],
-/// [`schema::parse_int`], [`schema::parse_timestamp`], [`schema::is_valid_id`],
-/// [`schema::is_version`]): the
-/// equivalent chains of polars string expressions (regex checks, slices and casts per field)
-/// were most of the sanitizer's time.
+/// format) and whether id and version texts have theirs (`__ok_*`); vocabulary columns need no
+/// format layer ([`vocabulary_value`]). Parsing is one Rust pass per column
+/// ([`schema::parse_float`], [`schema::parse_int`], [`schema::parse_timestamp`],
+/// [`schema::is_valid_id`], [`schema::is_version`]): the equivalent chains of polars string
+/// expressions (regex checks, slices and casts per field) were most of the sanitizer's time.
 fn format_layer(c: &schema::Column) -> Vec<Expr> {
     let t = col(n(c.name));
     match c.kind {
@@ -325,8 +324,8 @@ fn format_layer(c: &schema::Column) -> Vec<Expr> {
                         .alias(ok(c.name)),
                 ]
             }
-            // Vocabulary columns: case-folded once, compared with every word.
-            _ => vec![folded(t).alias(lc(c.name))],
+            // Vocabulary columns: looked up as their value is computed (`vocabulary_value`).
+            _ => vec![],
         },
     }
 }
