@@ -53,9 +53,16 @@ fn flag(e: Expr) -> Expr {
 
 /// A text column normalized (SPEC section 3): trimmed of Unicode White_Space (as `str::trim`),
 /// empty text as null. One pass per column: a trim and then a when/then over the trimmed column
-/// built two string columns per contract column.
+/// built two string columns per contract column. A column none of whose values changes (numbers
+/// and timestamps, nearly always) is passed on as it is, without a copy.
 fn normalized(name: &str) -> Expr {
     kernel(col(name), DataType::String, |s| {
+        let unchanged = s
+            .iter()
+            .all(|v| v.is_none_or(|t| !t.is_empty() && t.trim().len() == t.len()));
+        if unchanged {
+            return s.clone().into_column();
+        }
         StringChunked::from_iter_options(
             s.name().clone(),
             s.iter().map(|v| v.map(str::trim).filter(|t| !t.is_empty())),
