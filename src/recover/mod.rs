@@ -20,8 +20,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
-    BooleanChunked, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, ParquetReader,
-    Schema, SerReader, SerWriter, UnionArgs, col, concat, len, lit, when,
+    BooleanChunked, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, Schema, SerWriter,
+    UnionArgs, col, concat, len, lit, when,
 };
 use serde::Serialize;
 
@@ -628,11 +628,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             files.len() as u64,
             |i| {
                 let path = &files[i as usize];
-                let raw = ParquetReader::new(
-                    File::open(path).with_context(|| format!("opening {}", path.display()))?,
-                )
-                .finish()
-                .with_context(|| format!("reading {}", path.display()))?;
+                let raw = ingest::read_scratch(path)?;
                 std::fs::remove_file(path).ok();
                 prepare(compute(raw, config, opts.as_of_us)?, &stage)
             },
