@@ -1113,3 +1113,70 @@ pub fn text_frame_schema() -> Schema {
 }
 
 const PART: &str = "__part";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame with the columns [`read`] gives, of `n` rows.
+    fn text_frame(n: usize) -> DataFrame {
+        let mut columns = vec![Column::new(
+            SOURCE_ROW.into(),
+            (0..n as u64).collect::<Vec<_>>(),
+        )];
+        for c in &schema::COLUMNS {
+            let values: Vec<Option<String>> = (0..n)
+                .map(|i| (i % 3 != 0).then(|| format!("{}-{i}", c.name)))
+                .collect();
+            columns.push(Column::new(c.name.into(), values));
+        }
+        columns.push(Column::new(SOURCE_FILE.into(), vec!["in.csv"; n]));
+        columns.push(Column::new(SOURCE_INDEX.into(), vec![0u32; n]));
+        DataFrame::new_infer_height(columns).unwrap()
+    }
+
+    /// Writes `pieces` as a scratch part the way `split` does.
+    fn scratch(path: &Path, pieces: &[DataFrame]) {
+        let mut out = Vec::new();
+        for piece in pieces {
+            let mut bytes = Vec::new();
+            crate::support::parquet::scratch_writer(&mut bytes)
+                .finish(&mut piece.clone())
+                .unwrap();
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn a_scratch_part_reads_back_as_its_pieces_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bucket-00000.pieces");
+        let whole = text_frame(10);
+        scratch(
+            &path,
+            &[whole.slice(0, 4), whole.slice(4, 1), whole.slice(5, 5)],
+        );
+        assert!(read_scratch(&path).unwrap().equals_missing(&whole));
+        scratch(&path, &[]);
+        assert_eq!(
+            read_scratch(&path).unwrap().schema().as_ref(),
+            &text_frame_schema()
+        );
+    }
+
+    #[test]
+    fn a_scratch_part_cut_short_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bucket-00000.pieces");
+        scratch(&path, &[text_frame(5)]);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = read_scratch(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("bucket-00000.pieces") && err.contains("cut short"),
+            "{err}"
+        );
+    }
+}

@@ -590,7 +590,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .bucket_dir()
             .context("creating a folder for the buckets")?;
         let paths: Vec<PathBuf> = (0..buckets)
-            .map(|b| dir.path().join(format!("bucket-{b:05}.parquet")))
+            .map(|b| dir.path().join(format!("bucket-{b:05}.pieces")))
             .collect();
         let n = buckets as u64;
         let key = |df: &DataFrame| -> Result<Vec<Option<u32>>> {
