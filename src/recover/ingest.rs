@@ -925,11 +925,11 @@ pub type Key<'a> = dyn Fn(&DataFrame) -> Result<Vec<Option<u32>>> + Sync + 'a;
 /// Rows read at a time from a Parquet input while splitting it.
 const SPLIT_ROWS: usize = 1 << 19;
 
-/// Rows each part receives from one slice, at least, on average: every slice adds a row group to
-/// every part file, and row groups of a few hundred rows made the split of 113.8M rows into 455
-/// buckets (512K-row slices) 2.6 times slower than into 285 (1M-row slices), and reading them back
-/// slower too. Slices grow with the part count to keep row groups of this size (1M-row slices for
-/// 285 buckets).
+/// Rows each part receives from one slice, at least, on average: every slice adds a piece (a row
+/// group, or a scratch piece) to every part file, and pieces of a few hundred rows made the split
+/// of 113.8M rows into 455 buckets (512K-row slices) 2.6 times slower than into 285 (1M-row
+/// slices), and reading them back slower too. Slices grow with the part count to keep pieces of
+/// this size (1M-row slices for 285 buckets).
 const ROWS_PER_PIECE: usize = 3_600;
 
 /// Splits the inputs' rows into one file per path of `parts` by `key`, keeping run order within

@@ -163,10 +163,10 @@ pub const BUCKET_ROWS: usize = 0;
 /// Rows per bucket for inputs of `rows` rows. `--threads` buckets are computed at once and
 /// finished ones wait to be written, so memory follows the bucket size: at 11.4M rows on two
 /// threads, 400,000-row buckets peaked at 2.2-2.5 GB, 250,000-row ones at 1.4-1.6 GB in the same
-/// time. But every read slice adds a row group to every bucket file, so the split's work grows
-/// with slices x buckets: at 113.8M rows, 250,000-row buckets (455 of them) made the split 2.6
-/// times slower. Small buckets up to 24M rows (a 10M-device fleet as CSV is estimated at 16.4M),
-/// 400,000-row ones beyond (5.0 GB at 113.8M rows).
+/// time. But every read slice adds a piece to every bucket file, so the split's work grows with
+/// slices x buckets: at 113.8M rows, 250,000-row buckets (455 of them) made the split 2.6 times
+/// slower. Small buckets up to 24M rows (a 10M-device fleet as CSV is estimated at 16.4M),
+/// 400,000-row ones beyond (2.8 GB at 113.8M rows).
 pub fn bucket_rows_for(rows: usize) -> usize {
     if rows <= 24_000_000 { 250_000 } else { 400_000 }
 }
