@@ -333,39 +333,79 @@ impl Why {
         }
     }
 
-    /// The rationale of every row of `c`, a struct of [`rationale`]'s fields in that order.
+    /// The rationale of every row of `c`, a struct of [`rationale`]'s fields.
     fn column(&self, c: &Column) -> PolarsResult<Column> {
-        let fields: Vec<Series> = c
-            .struct_()?
-            .fields_as_series()
+        // Fields are read by name, so the struct's order does not matter.
+        let s = c.struct_()?;
+        let fields = |names: &[&str]| -> PolarsResult<Vec<Series>> {
+            names
+                .iter()
+                .map(|name| Ok(s.field_by_name(name)?.rechunk()))
+                .collect()
+        };
+        let texts = fields(&[
+            "state",
+            "action",
+            schema::OTA_STATUS,
+            schema::ERROR_CODE,
+            schema::HW_MODEL,
+            schema::FIRMWARE_TARGET,
+            schema::FIRMWARE_FROM,
+        ])?;
+        let flags = fields(&[
+            "__boot",
+            "__silent",
+            "stale",
+            "__false_success",
+            "__succeeded",
+            "__dual",
+            "__battery_ok",
+        ])?;
+        let ints = fields(&[
+            "__retries",
+            schema::LAST_HEARTBEAT_AT,
+            schema::UPDATE_STARTED_AT,
+            schema::BOOT_FAILURES,
+            schema::RSSI_DBM,
+        ])?;
+        let floats = fields(&[schema::DOWNLOAD_PCT, schema::BATTERY_PCT])?;
+        let texts = texts
             .iter()
-            .map(|s| s.rechunk())
-            .collect();
-        let text = |i: usize| fields[i].str();
-        let flag = |i: usize| fields[i].bool();
-        let int = |i: usize| fields[i].i64();
-        let float = |i: usize| fields[i].f64();
-        let (state, action, status, error_code, model, target, from) = (
-            text(0)?,
-            text(1)?,
-            text(16)?,
-            text(17)?,
-            text(18)?,
-            text(19)?,
-            text(20)?,
-        );
-        let (boot, silent, stale, false_success, succeeded, dual, battery_ok) = (
-            flag(2)?,
-            flag(3)?,
-            flag(4)?,
-            flag(5)?,
-            flag(6)?,
-            flag(7)?,
-            flag(8)?,
-        );
-        let (retries, heartbeat, started, boot_failures, rssi_dbm) =
-            (int(9)?, int(10)?, int(11)?, int(12)?, int(13)?);
-        let (download_pct, battery_pct) = (float(14)?, float(15)?);
+            .map(|f| f.str())
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let flags = flags
+            .iter()
+            .map(|f| f.bool())
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let ints = ints
+            .iter()
+            .map(|f| f.i64())
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let floats = floats
+            .iter()
+            .map(|f| f.f64())
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let [state, action, status, error_code, model, target, from] = texts[..] else {
+            unreachable!("seven text fields")
+        };
+        let [
+            boot,
+            silent,
+            stale,
+            false_success,
+            succeeded,
+            dual,
+            battery_ok,
+        ] = flags[..]
+        else {
+            unreachable!("seven flags")
+        };
+        let [retries, heartbeat, started, boot_failures, rssi_dbm] = ints[..] else {
+            unreachable!("five integers")
+        };
+        let [download_pct, battery_pct] = floats[..] else {
+            unreachable!("two numbers")
+        };
         let mut out = StringChunkedBuilder::new(c.name().clone(), c.len());
         let (mut line, mut action_why) = (String::with_capacity(192), String::with_capacity(96));
         for i in 0..c.len() {
