@@ -24,8 +24,8 @@ use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
     ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType,
     Engine, Expr, Field, IntoLazy, JsonFormat, JsonReader, LazyCsvReader, LazyFileListReader,
-    LazyFrame, LazyJsonLineReader, NULL, ParquetReader, PlRefPath, PlanCallback, RowIndex, Schema,
-    SerReader, TimeUnit, UnionArgs, col, concat_str, lit, when,
+    LazyFrame, LazyJsonLineReader, NULL, ParquetReader, PlRefPath, PlanCallback, PolarsResult,
+    RowIndex, Schema, SerReader, TimeUnit, UnionArgs, col, concat_str, lit, when,
 };
 
 use crate::schema::{self, Kind};
@@ -993,11 +993,10 @@ pub fn split(
                 part.drop_in_place(PART)?;
                 let encoding = || format!("encoding {}", parts[p].display());
                 let piece = if scratch {
-                    let mut bytes = Vec::new();
-                    crate::support::parquet::scratch_writer(&mut bytes)
-                        .finish(&mut part)
-                        .with_context(encoding)?;
-                    Piece::Blob(part.height(), bytes)
+                    Piece::Blob(
+                        part.height(),
+                        scratch_piece(&mut part).with_context(encoding)?,
+                    )
                 } else {
                     Piece::Encoded(
                         crate::support::parquet::encode(&writers[p], &part)
@@ -1021,10 +1020,7 @@ pub fn split(
                 }
                 Piece::Blob(rows, bytes) => {
                     counts[p] += rows as u64;
-                    let mut file = &files[p];
-                    file.write_all(&(bytes.len() as u64).to_le_bytes())
-                        .and_then(|()| file.write_all(&bytes))
-                        .with_context(writing)?;
+                    (&files[p]).write_all(&bytes).with_context(writing)?;
                 }
             }
         }
@@ -1065,10 +1061,20 @@ pub fn split(
 }
 
 /// A piece of a part, encoded on a worker: row groups for a part's Parquet file, or a scratch
-/// piece (its rows and its bytes: a Parquet file of its own).
+/// piece (its rows and its bytes, [`scratch_piece`]).
 enum Piece {
     Encoded(crate::support::parquet::Encoded),
     Blob(usize, Vec<u8>),
+}
+
+/// A scratch piece as it is appended to its part: its length (u64, little-endian), then `df` as
+/// a Parquet file of its own (no compression, no statistics).
+fn scratch_piece(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut bytes = vec![0; 8];
+    crate::support::parquet::scratch_writer(&mut bytes).finish(df)?;
+    let len = (bytes.len() - 8) as u64;
+    bytes[..8].copy_from_slice(&len.to_le_bytes());
+    Ok(bytes)
 }
 
 /// Reads a scratch part written by [`split`] back: its pieces, in order, as one frame with the
@@ -1137,16 +1143,11 @@ mod tests {
 
     /// Writes `pieces` as a scratch part the way `split` does.
     fn scratch(path: &Path, pieces: &[DataFrame]) {
-        let mut out = Vec::new();
-        for piece in pieces {
-            let mut bytes = Vec::new();
-            crate::support::parquet::scratch_writer(&mut bytes)
-                .finish(&mut piece.clone())
-                .unwrap();
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            out.extend_from_slice(&bytes);
-        }
-        std::fs::write(path, out).unwrap();
+        let bytes: Vec<u8> = pieces
+            .iter()
+            .flat_map(|piece| scratch_piece(&mut piece.clone()).unwrap())
+            .collect();
+        std::fs::write(path, bytes).unwrap();
     }
 
     #[test]
