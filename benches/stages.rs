@@ -9,7 +9,7 @@ use sentinel::analytics::{QUERIES, Session};
 use sentinel::chaos::{ChaosOptions, chaos};
 use sentinel::config::Config;
 use sentinel::generate::{GenerateOptions, generate};
-use sentinel::recover::{BUCKET_ROWS, RecoverOptions, recover};
+use sentinel::recover::{BUCKET_ROWS, MEMORY_ROWS, RecoverOptions, recover};
 use sentinel::report::report;
 use sentinel::schema::parse_timestamp;
 use sentinel::workspace::Workspace;
@@ -83,6 +83,7 @@ fn recover_options(input: &std::path::Path) -> RecoverOptions {
         inputs: vec![input.to_path_buf()],
         as_of_us: parse_timestamp("2026-11-25T12:00:00Z").unwrap(),
         bucket_rows: BUCKET_ROWS,
+        memory_rows: MEMORY_ROWS,
         skip_unknown: false,
         shard: None,
     }

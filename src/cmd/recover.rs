@@ -19,6 +19,7 @@ pub(super) fn run(config: &Config, ws: &Workspace, out: &Output, args: RecoverAr
         inputs: args.input,
         as_of_us: args.as_of.or(proposed).unwrap_or_else(now_whole_seconds),
         bucket_rows: recover::BUCKET_ROWS,
+        memory_rows: recover::MEMORY_ROWS,
         skip_unknown: args.skip_unknown,
         shard: args.shard,
     };

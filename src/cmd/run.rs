@@ -61,6 +61,7 @@ pub(super) fn run(config: &Config, ws: &Workspace, out: &Output, args: RunArgs) 
         inputs: vec![ws.chaos_telemetry()],
         as_of_us,
         bucket_rows: recover::BUCKET_ROWS,
+        memory_rows: recover::MEMORY_ROWS,
         skip_unknown: false,
         shard: None,
     };

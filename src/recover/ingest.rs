@@ -932,46 +932,76 @@ const SPLIT_ROWS: usize = 1 << 19;
 /// this size (1M-row slices for 285 buckets).
 const ROWS_PER_PIECE: usize = 3_600;
 
-/// Splits the inputs' rows into one file per path of `parts` by `key`, keeping run order within
-/// each part, and returns each part's row count. `rows` holds each input's row count from its
-/// Parquet footer (None for other inputs).
-///
-/// Without `scratch`, each part is one Parquet file with the columns [`read`] gives, written
-/// whether empty or not (`partition`'s datasets). With `scratch` (recover's buckets, read back
-/// once by [`read_scratch`]), each part is a sequence of pieces, each a small Parquet file of its
-/// own (no compression, no statistics) behind its length: one Parquet file per bucket kept the
-/// metadata of every row group of every bucket in memory until the end, which at 113.8M rows (285
-/// buckets x 114 slices, 20 columns each) grew the split's memory linearly to 4.9 GB.
+/// Where [`split`] puts each part's rows.
+#[derive(Clone, Copy)]
+pub enum Parts<'a> {
+    /// One Parquet file per path, with the columns [`read`] gives, written whether empty or not
+    /// (`partition`'s datasets).
+    Files(&'a [PathBuf]),
+    /// One scratch file per path, read back once by [`read_scratch`] (recover's buckets on
+    /// disk): a sequence of pieces, each a small Parquet file of its own (no compression, no
+    /// statistics) behind its length. One Parquet file per bucket kept the metadata of every row
+    /// group of every bucket in memory until the end, which at 113.8M rows (285 buckets x 114
+    /// slices, 20 columns each) grew the split's memory linearly to 4.9 GB.
+    Scratch(&'a [PathBuf]),
+    /// This many parts kept in memory as the frames read (recover's buckets of inputs small
+    /// enough to hold): nothing is encoded, written or read back.
+    Memory(usize),
+}
+
+impl Parts<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Parts::Files(paths) | Parts::Scratch(paths) => paths.len(),
+            Parts::Memory(n) => *n,
+        }
+    }
+
+    /// A part's name in errors: its file, or its number.
+    fn name(&self, p: usize) -> String {
+        match self {
+            Parts::Files(paths) | Parts::Scratch(paths) => paths[p].display().to_string(),
+            Parts::Memory(_) => format!("bucket {p}"),
+        }
+    }
+}
+
+/// What [`split`] put in each part: its row count and, for [`Parts::Memory`], its frames in run
+/// order (empty otherwise).
+pub struct Split {
+    pub rows: Vec<u64>,
+    pub frames: Vec<Vec<DataFrame>>,
+}
+
+/// Splits the inputs' rows into `parts` by `key`, keeping run order within each part. `rows`
+/// holds each input's row count from its Parquet footer (None for other inputs).
 ///
 /// Inputs are taken in run order. A Parquet input is read in slices by worker threads, whose
 /// pieces the calling thread appends in slice order; a plain CSV file is streamed in batches
 /// ([`stream_text`]); any other input is read whole. Each part so holds its rows in run order, and
-/// memory is bounded by a few slices or batches for every streamed input.
-pub fn split(
-    inputs: &[Input],
-    rows: &[Option<usize>],
-    key: &Key,
-    parts: &[PathBuf],
-    scratch: bool,
-) -> Result<Vec<u64>> {
-    // Every input is read as the same all-text columns, so one schema serves every part file;
+/// memory is bounded by a few slices or batches for every streamed input (parts kept in memory
+/// aside).
+pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) -> Result<Split> {
+    // Every input is read as the same all-text columns, so one schema serves every part;
     // the writers exist from the start so that workers can encode row groups for them.
     let schema = text_frame_schema();
-    let files = parts
-        .iter()
-        .map(|path| File::create(path).with_context(|| format!("creating {}", path.display())))
-        .collect::<Result<Vec<_>>>()?;
-    let writers = if scratch {
-        Vec::new()
-    } else {
-        files
+    let files = match &parts {
+        Parts::Files(paths) | Parts::Scratch(paths) => paths
+            .iter()
+            .map(|path| File::create(path).with_context(|| format!("creating {}", path.display())))
+            .collect::<Result<Vec<_>>>()?,
+        Parts::Memory(_) => Vec::new(),
+    };
+    let writers = match &parts {
+        Parts::Files(_) => files
             .iter()
             .map(|file| Ok(crate::support::parquet::writer(file.try_clone()?).batched(&schema)?))
-            .collect::<Result<Vec<_>>>()?
+            .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
     };
-    // A frame of rows cut into encoded pieces, one per part it has rows for (worker side).
+    // A frame of rows cut into pieces, one per part it has rows for (worker side).
     let pieces = |mut df: DataFrame| -> Result<Vec<(usize, Piece)>> {
-        // The part files' column types (a reader may give source_index as another integer).
+        // The parts' column types (a reader may give source_index as another integer).
         for (name, dtype) in schema.iter() {
             let column = df.column(name)?;
             if column.dtype() != dtype {
@@ -991,17 +1021,17 @@ pub fn split(
             .map(|mut part| {
                 let p = part.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
                 part.drop_in_place(PART)?;
-                let encoding = || format!("encoding {}", parts[p].display());
-                let piece = if scratch {
-                    Piece::Blob(
-                        part.height(),
-                        scratch_piece(&mut part).with_context(encoding)?,
-                    )
-                } else {
-                    Piece::Encoded(
+                let encoding = || format!("encoding {}", parts.name(p));
+                let piece = match &parts {
+                    Parts::Files(_) => Piece::Encoded(
                         crate::support::parquet::encode(&writers[p], &part)
                             .with_context(encoding)?,
-                    )
+                    ),
+                    Parts::Scratch(_) => Piece::Blob(
+                        part.height(),
+                        scratch_piece(&mut part).with_context(encoding)?,
+                    ),
+                    Parts::Memory(_) => Piece::Frame(part),
                 };
                 Ok((p, piece))
             })
@@ -1009,10 +1039,14 @@ pub fn split(
     };
     let slice_rows = SPLIT_ROWS.max(ROWS_PER_PIECE * parts.len());
     let mut counts = vec![0u64; parts.len()];
+    let mut frames: Vec<Vec<DataFrame>> = match parts {
+        Parts::Memory(n) => (0..n).map(|_| Vec::new()).collect(),
+        _ => Vec::new(),
+    };
     // Appends pieces in the order they come (the calling thread's side).
     let mut append = |pieces: Vec<(usize, Piece)>| -> Result<()> {
         for (p, piece) in pieces {
-            let writing = || format!("writing {}", parts[p].display());
+            let writing = || format!("writing {}", parts.name(p));
             match piece {
                 Piece::Encoded(encoded) => {
                     counts[p] += encoded.rows as u64;
@@ -1021,6 +1055,10 @@ pub fn split(
                 Piece::Blob(rows, bytes) => {
                     counts[p] += rows as u64;
                     (&files[p]).write_all(&bytes).with_context(writing)?;
+                }
+                Piece::Frame(df) => {
+                    counts[p] += df.height() as u64;
+                    frames[p].push(df);
                 }
             }
         }
@@ -1053,18 +1091,24 @@ pub fn split(
             }
         }
     }
-    for (w, path) in writers.into_iter().zip(parts) {
-        w.finish()
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Parts::Files(paths) = parts {
+        for (w, path) in writers.into_iter().zip(paths) {
+            w.finish()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
-    Ok(counts)
+    Ok(Split {
+        rows: counts,
+        frames,
+    })
 }
 
-/// A piece of a part, encoded on a worker: row groups for a part's Parquet file, or a scratch
-/// piece (its rows and its bytes, [`scratch_piece`]).
+/// A piece of a part, made on a worker: row groups for a part's Parquet file, a scratch piece
+/// (its rows and its bytes, [`scratch_piece`]), or the rows themselves.
 enum Piece {
     Encoded(crate::support::parquet::Encoded),
     Blob(usize, Vec<u8>),
+    Frame(DataFrame),
 }
 
 /// A scratch piece as it is appended to its part: its length (u64, little-endian), then `df` as
@@ -1092,8 +1136,13 @@ pub fn read_scratch(path: &Path) -> Result<DataFrame> {
         let df = ParquetReader::new(Cursor::new(piece))
             .finish()
             .with_context(|| format!("reading {}", path.display()))?;
-        frames.push(df.lazy());
+        frames.push(df);
     }
+    joined(frames)
+}
+
+/// A part's pieces ([`split`]) as one frame, in their order, with the columns [`read`] gives.
+pub fn joined(frames: Vec<DataFrame>) -> Result<DataFrame> {
     if frames.is_empty() {
         return Ok(DataFrame::empty_with_schema(&text_frame_schema()));
     }
@@ -1101,6 +1150,7 @@ pub fn read_scratch(path: &Path) -> Result<DataFrame> {
         rechunk: true,
         ..UnionArgs::default()
     };
+    let frames: Vec<LazyFrame> = frames.into_iter().map(DataFrame::lazy).collect();
     Ok(polars::prelude::concat(frames, args)?.collect()?)
 }
 

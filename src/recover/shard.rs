@@ -196,7 +196,7 @@ pub fn partition(opts: &PartitionOptions) -> Result<PartitionSummary> {
     let key = move |df: &polars::prelude::DataFrame| -> Result<Vec<Option<u32>>> {
         Ok(shards_of(df, count)?.into_iter().map(Some).collect())
     };
-    let per_shard = ingest::split(&inputs, &rows, &key, &parts, false)?;
+    let per_shard = ingest::split(&inputs, &rows, &key, ingest::Parts::Files(&parts))?.rows;
     let rows_in = per_shard.iter().sum();
     let manifest = PartitionManifest {
         format: PARTITION_FORMAT.into(),

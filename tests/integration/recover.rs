@@ -436,19 +436,31 @@ fn chaos_fleet(dir: &Path, devices: u64, seed: u64, rate: f64) -> (PathBuf, Path
     (raw, corrupted)
 }
 
-/// Recovers `inputs` in-process into `dir/name` with buckets of `bucket_rows`: its workspace and
-/// its summary without outputs and timings.
+/// How `recover_in` keeps its buckets.
+#[derive(Clone, Copy, Debug)]
+enum Buckets {
+    InMemory,
+    OnDisk,
+}
+
+/// Recovers `inputs` in-process into `dir/name` with buckets of `bucket_rows` held as `buckets`
+/// says: its workspace and its summary without outputs and timings.
 fn recover_in(
     dir: &Path,
     name: &str,
     inputs: Vec<PathBuf>,
     bucket_rows: usize,
+    buckets: Buckets,
 ) -> (Workspace, serde_json::Value) {
     let ws = Workspace::new(dir.join(name));
     let opts = RecoverOptions {
         inputs,
         as_of_us: sentinel::schema::parse_timestamp(AS_OF).unwrap(),
         bucket_rows,
+        memory_rows: match buckets {
+            Buckets::InMemory => usize::MAX,
+            Buckets::OnDisk => 0,
+        },
         skip_unknown: false,
         shard: None,
     };
@@ -485,21 +497,31 @@ fn assert_same_stage_files(a: &Workspace, b: &Workspace, id: &str, label: &str) 
     assert_eq!(lines(a), lines(b), "{label}: recovery plan");
 }
 
-/// Recover in buckets (the path for inputs larger than a bucket) and in one piece give the same
-/// run: the same summary, the same rows in every stage file and the same analytics, also when
-/// duplicates and conflicts span two input files.
+/// Recover in buckets (the path for inputs larger than a bucket), whether the buckets are held in
+/// memory or written to scratch files, and in one piece give the same run: the same summary, the
+/// same rows in every stage file and the same analytics, also when duplicates and conflicts span
+/// two input files.
 #[test]
 fn buckets_give_exactly_the_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
     let (raw, corrupted) = chaos_fleet(dir.path(), 20_000, 11, 0.2);
     let inputs = vec![corrupted, raw];
-    let (whole, whole_summary) = recover_in(dir.path(), "whole", inputs.clone(), usize::MAX);
-    let (split, split_summary) = recover_in(dir.path(), "split", inputs, 4_000);
-    assert_eq!(whole_summary, split_summary);
+    let (whole, whole_summary) = recover_in(
+        dir.path(),
+        "whole",
+        inputs.clone(),
+        usize::MAX,
+        Buckets::InMemory,
+    );
     assert!(whole_summary["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(1000));
     assert!(whole_summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
     let id = whole_summary["run_id"].as_str().unwrap();
-    assert_same_stage_files(&whole, &split, id, "buckets");
+    for buckets in [Buckets::InMemory, Buckets::OnDisk] {
+        let name = format!("{buckets:?}");
+        let (split, split_summary) = recover_in(dir.path(), &name, inputs.clone(), 4_000, buckets);
+        assert_eq!(whole_summary, split_summary, "{name}");
+        assert_same_stage_files(&whole, &split, id, &name);
+    }
 }
 
 /// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
@@ -558,18 +580,28 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
         vec![ndjson.clone(), csv.clone()],
     ] {
         let label = format!("{inputs:?}");
-        let (whole, whole_summary) = recover_in(dir.path(), "whole", inputs.clone(), usize::MAX);
-        let (split, split_summary) = recover_in(dir.path(), "split", inputs, 3_000);
-        assert_eq!(whole_summary, split_summary, "{label}");
+        let (whole, whole_summary) = recover_in(
+            dir.path(),
+            "whole",
+            inputs.clone(),
+            usize::MAX,
+            Buckets::InMemory,
+        );
         assert!(
             whole_summary["rows_in"].as_u64() > Some(15_000),
             "{label}: {whole_summary}"
         );
         assert!(whole_summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
         let id = whole_summary["run_id"].as_str().unwrap();
-        assert_same_stage_files(&whole, &split, id, &label);
+        for buckets in [Buckets::InMemory, Buckets::OnDisk] {
+            let name = format!("{buckets:?}");
+            let (split, split_summary) =
+                recover_in(dir.path(), &name, inputs.clone(), 3_000, buckets);
+            assert_eq!(whole_summary, split_summary, "{label} {name}");
+            assert_same_stage_files(&whole, &split, id, &format!("{label} {name}"));
+            std::fs::remove_dir_all(dir.path().join(&name)).unwrap();
+        }
         std::fs::remove_dir_all(dir.path().join("whole")).unwrap();
-        std::fs::remove_dir_all(dir.path().join("split")).unwrap();
     }
 }
 

@@ -209,6 +209,8 @@ fn bucketed_shards_equal_the_bucketed_plain_run() {
         inputs: inputs.clone(),
         as_of_us: as_of_us(),
         bucket_rows: 700,
+        // Buckets on disk, as at 100M rows.
+        memory_rows: 0,
         skip_unknown: false,
         shard,
     };
