@@ -190,7 +190,7 @@ fn bucket_count(rows: usize, bucket_rows: usize, threads: usize) -> usize {
 
 /// `RecoverOptions::memory_rows` by default. Buckets kept in memory spare the split encoding,
 /// writing and reading back every row, which pays while the inputs are small: at 1.14M rows
-/// 3.2 -> 2.9 s with the same peak (1.0 GB); at 2.5M rows 6.6 -> 6.3 s for 0.6 GB more; at 5M
+/// 3.33 -> 3.12 s (medians of 3, alternated) with the same peak (1.0 GB); at 2.5M rows 6.6 -> 6.3 s for 0.6 GB more; at 5M
 /// rows no faster for 1.2 GB more; at 11.4M rows slower (28.8 -> 33.7 s, 5.1 GB: the held
 /// frames take fresh pages where scratch files let the split reuse its memory).
 pub const MEMORY_ROWS: usize = 2_000_000;

@@ -497,6 +497,29 @@ fn assert_same_stage_files(a: &Workspace, b: &Workspace, id: &str, label: &str) 
     assert_eq!(lines(a), lines(b), "{label}: recovery plan");
 }
 
+/// Recovers `inputs` in one piece, then in buckets of `bucket_rows` held in memory and on disk,
+/// asserts that the bucketed runs equal the one-piece run (summary, stage rows, plan), and
+/// returns the one-piece run's summary. Every run's folder under `dir` is removed after.
+fn recover_every_way(
+    dir: &Path,
+    inputs: &[PathBuf],
+    bucket_rows: usize,
+    label: &str,
+) -> serde_json::Value {
+    let (whole, whole_summary) =
+        recover_in(dir, "whole", inputs.to_vec(), usize::MAX, Buckets::InMemory);
+    let id = whole_summary["run_id"].as_str().unwrap();
+    for buckets in [Buckets::InMemory, Buckets::OnDisk] {
+        let name = format!("{buckets:?}");
+        let (split, split_summary) = recover_in(dir, &name, inputs.to_vec(), bucket_rows, buckets);
+        assert_eq!(whole_summary, split_summary, "{label} {name}");
+        assert_same_stage_files(&whole, &split, id, &format!("{label} {name}"));
+        std::fs::remove_dir_all(dir.join(&name)).unwrap();
+    }
+    std::fs::remove_dir_all(dir.join("whole")).unwrap();
+    whole_summary
+}
+
 /// Recover in buckets (the path for inputs larger than a bucket), whether the buckets are held in
 /// memory or written to scratch files, and in one piece give the same run: the same summary, the
 /// same rows in every stage file and the same analytics, also when duplicates and conflicts span
@@ -506,22 +529,9 @@ fn buckets_give_exactly_the_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
     let (raw, corrupted) = chaos_fleet(dir.path(), 20_000, 11, 0.2);
     let inputs = vec![corrupted, raw];
-    let (whole, whole_summary) = recover_in(
-        dir.path(),
-        "whole",
-        inputs.clone(),
-        usize::MAX,
-        Buckets::InMemory,
-    );
-    assert!(whole_summary["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(1000));
-    assert!(whole_summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
-    let id = whole_summary["run_id"].as_str().unwrap();
-    for buckets in [Buckets::InMemory, Buckets::OnDisk] {
-        let name = format!("{buckets:?}");
-        let (split, split_summary) = recover_in(dir.path(), &name, inputs.clone(), 4_000, buckets);
-        assert_eq!(whole_summary, split_summary, "{name}");
-        assert_same_stage_files(&whole, &split, id, &name);
-    }
+    let summary = recover_every_way(dir.path(), &inputs, 4_000, "buckets");
+    assert!(summary["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(1000));
+    assert!(summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
 }
 
 /// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
@@ -580,28 +590,12 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
         vec![ndjson.clone(), csv.clone()],
     ] {
         let label = format!("{inputs:?}");
-        let (whole, whole_summary) = recover_in(
-            dir.path(),
-            "whole",
-            inputs.clone(),
-            usize::MAX,
-            Buckets::InMemory,
-        );
+        let summary = recover_every_way(dir.path(), &inputs, 3_000, &label);
         assert!(
-            whole_summary["rows_in"].as_u64() > Some(15_000),
-            "{label}: {whole_summary}"
+            summary["rows_in"].as_u64() > Some(15_000),
+            "{label}: {summary}"
         );
-        assert!(whole_summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
-        let id = whole_summary["run_id"].as_str().unwrap();
-        for buckets in [Buckets::InMemory, Buckets::OnDisk] {
-            let name = format!("{buckets:?}");
-            let (split, split_summary) =
-                recover_in(dir.path(), &name, inputs.clone(), 3_000, buckets);
-            assert_eq!(whole_summary, split_summary, "{label} {name}");
-            assert_same_stage_files(&whole, &split, id, &format!("{label} {name}"));
-            std::fs::remove_dir_all(dir.path().join(&name)).unwrap();
-        }
-        std::fs::remove_dir_all(dir.path().join("whole")).unwrap();
+        assert!(summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
     }
 }
 
