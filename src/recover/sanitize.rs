@@ -17,8 +17,9 @@ use std::collections::HashMap;
 
 use polars::prelude::{
     BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
-    IntoColumn, JoinArgs, JoinType, LazyFrame, MaintainOrderJoin, NULL, NewChunkedArray,
-    PolarsResult, StringChunked, TimeUnit, as_struct, col, concat_str, lit, when,
+    IntoColumn, JoinArgs, JoinType, LazyFrame, MaintainOrderJoin, NULL, NewChunkedArray, PlHashMap,
+    PolarsResult, StringChunked, StructChunked, TimeUnit, UInt32Chunked, as_struct, col,
+    concat_str, lit, when,
 };
 
 use crate::config::Config;
@@ -121,6 +122,12 @@ const BAD: &str = "__bad";
 
 /// The row's position in the frame `annotate` receives (run order).
 const ROW: &str = "__row";
+
+/// The valid device id as a number ([`dense_index`]): the key of the two windows over a device.
+const DEVICE: &str = "__device";
+
+/// The parsed `reported_at` where it parses, else null: with [`DEVICE`], CONFLICT's key.
+const AT: &str = "__at";
 
 fn code(reason: Reason) -> u8 {
     COLUMN_REASONS
@@ -361,6 +368,89 @@ fn i64_column(s: &StringChunked, parse: fn(&str) -> Option<i64>) -> Column {
         .into_column()
 }
 
+/// A number per distinct text, in order of first appearance; null for null. The windows over a
+/// device ([`conflicts`], [`has_clean`]) index arrays by it instead of hashing the text again.
+fn dense_index(s: &StringChunked) -> Column {
+    let mut seen: PlHashMap<&str, u32> =
+        PlHashMap::with_capacity_and_hasher(s.len(), Default::default());
+    UInt32Chunked::from_iter_options(
+        s.name().clone(),
+        s.iter().map(|v| {
+            v.map(|t| {
+                let next = seen.len() as u32;
+                *seen.entry(t).or_insert(next)
+            })
+        }),
+    )
+    .into_column()
+}
+
+/// Rows per [`dense_index`] value.
+fn rows_per_device(device: &UInt32Chunked) -> Vec<u32> {
+    let mut rows = vec![0u32; device.len()];
+    for d in device.iter().flatten() {
+        rows[d as usize] += 1;
+    }
+    rows
+}
+
+/// CONFLICT: whether the row's key (device, parsed time; both set) has more than one distinct
+/// raw row, that is more than one row that is first of its raw values (`__first`). A device with
+/// one row shares no key with another row, so only the rows of the others (a few percent) are
+/// counted in a hash map.
+fn conflicts(s: &StructChunked) -> PolarsResult<Column> {
+    let device = s.field_by_name(DEVICE)?;
+    let device = device.u32()?;
+    let at = s.field_by_name(AT)?;
+    let at = at.i64()?;
+    let first = s.field_by_name("__first")?;
+    let first = first.bool()?;
+    let rows = rows_per_device(device);
+    let keys: Vec<Option<(u32, i64)>> = device
+        .iter()
+        .zip(at.iter())
+        .map(|(d, t)| Some((d?, t?)).filter(|(d, _)| rows[*d as usize] > 1))
+        .collect();
+    let mut variants: PlHashMap<(u32, i64), u32> = PlHashMap::default();
+    for (key, first) in keys.iter().zip(first.iter()) {
+        if let Some(key) = key {
+            *variants.entry(*key).or_default() += u32::from(first.unwrap_or(false));
+        }
+    }
+    Ok(BooleanChunked::from_iter_values(
+        s.name().clone(),
+        keys.iter().map(|k| k.is_some_and(|k| variants[&k] > 1)),
+    )
+    .into_column())
+}
+
+/// Whether the row's device ([`dense_index`]) has a row that is not bad; false without a device.
+fn has_clean(s: &StructChunked) -> PolarsResult<Column> {
+    let device = s.field_by_name(DEVICE)?;
+    let device = device.u32()?;
+    let bad = s.field_by_name(BAD)?;
+    let bad = bad.bool()?;
+    let mut clean = vec![false; device.len()];
+    for (d, b) in device.iter().zip(bad.iter()) {
+        if let (Some(d), Some(false)) = (d, b) {
+            clean[d as usize] = true;
+        }
+    }
+    Ok(BooleanChunked::from_iter_values(
+        s.name().clone(),
+        device.iter().map(|d| d.is_some_and(|d| clean[d as usize])),
+    )
+    .into_column())
+}
+
+/// A Rust function over a struct of columns, giving a boolean column.
+fn struct_kernel(fields: Vec<Expr>, f: fn(&StructChunked) -> PolarsResult<Column>) -> Expr {
+    as_struct(fields).map(
+        move |c| f(c.struct_()?),
+        |_, field| Ok(Field::new(field.name().clone(), DataType::Boolean)),
+    )
+}
+
 fn bool_column(s: &StringChunked, check: fn(&str) -> bool) -> Column {
     BooleanChunked::from_iter_options(s.name().clone(), s.iter().map(|v| v.map(check)))
         .into_column()
@@ -428,12 +518,10 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     let parsed_at = when(col(ok(schema::REPORTED_AT)))
         .then(col(xv(schema::REPORTED_AT)))
         .otherwise(lit(NULL).cast(DataType::Int64));
-    let key = [col(v(schema::DEVICE_ID)), parsed_at.clone()];
-    let key_valid = col(v(schema::DEVICE_ID))
-        .is_not_null()
-        .and(parsed_at.is_not_null());
-    let variants = col("__first").cast(DataType::UInt32).sum().over(key)?;
-    let conflict = key_valid.and(flag(variants.gt(lit(1u32))));
+    let conflict = struct_kernel(
+        vec![col(DEVICE), parsed_at.alias(AT), col("__first")],
+        conflicts,
+    );
 
     let bad = schema::COLUMNS
         .iter()
@@ -441,7 +529,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
         .chain(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)))
         .reduce(Expr::or)
         .expect("reasons");
-    let device_has_clean = flag(col(BAD).not().any(true).over([col(v(schema::DEVICE_ID))])?);
+    let device_has_clean = struct_kernel(vec![col(DEVICE), col(BAD)], has_clean);
     let priority = when(
         col(v(schema::DEVICE_ID))
             .is_null()
@@ -461,6 +549,9 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             started_reason.alias(r(schema::UPDATE_STARTED_AT)),
         ])
         .with_columns(values)
+        .with_columns([
+            kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index).alias(DEVICE),
+        ])
         .with_columns(reasons)
         .with_columns([
             flag(signal_drop).alias("__signal_drop"),

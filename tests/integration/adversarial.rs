@@ -37,32 +37,7 @@ const BASE: [(&str, &str); 17] = [
 /// Sanitizes rows given as (column, text) overrides of [`BASE`]; returns per row its problems
 /// and the clean values (empty when quarantined).
 fn sanitize_rows(rows: &[Vec<(&str, String)>]) -> Vec<(String, Option<DataFrame>)> {
-    let columns: Vec<Column> = BASE
-        .iter()
-        .map(|(name, base)| {
-            let values: Vec<String> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| match r.iter().find(|(c, _)| c == name) {
-                    Some((_, v)) => v.clone(),
-                    None if *name == "device_id" => format!("P{i}"),
-                    None => base.to_string(),
-                })
-                .collect();
-            StringChunked::from_iter_values((*name).into(), values.iter().map(String::as_str))
-                .into_column()
-        })
-        .chain([
-            StringChunked::from_iter_values(SOURCE_FILE.into(), rows.iter().map(|_| "t.csv"))
-                .into_column(),
-        ])
-        .collect();
-    let raw = DataFrame::new(rows.len(), columns)
-        .unwrap()
-        .lazy()
-        .with_row_index(SOURCE_ROW, None)
-        .with_columns([lit(0u32).alias(SOURCE_INDEX)]);
-    let annotated = sanitize::annotate(raw, &Config::default(), as_of_us())
+    let annotated = sanitize::annotate(raw_frame(rows), &Config::default(), as_of_us())
         .unwrap()
         .collect()
         .unwrap();
@@ -84,6 +59,135 @@ fn sanitize_rows(rows: &[Vec<(&str, String)>]) -> Vec<(String, Option<DataFrame>
             (p, at.map(|j| clean.slice(j as i64, 1)))
         })
         .collect()
+}
+
+/// The raw frame `annotate` takes: [`BASE`] with the rows' overrides, in one file.
+fn raw_frame(rows: &[Vec<(&str, String)>]) -> LazyFrame {
+    let columns: Vec<Column> = BASE
+        .iter()
+        .map(|(name, base)| {
+            let values: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r.iter().find(|(c, _)| c == name) {
+                    Some((_, v)) => v.clone(),
+                    None if *name == "device_id" => format!("P{i}"),
+                    None => base.to_string(),
+                })
+                .collect();
+            StringChunked::from_iter_values((*name).into(), values.iter().map(String::as_str))
+                .into_column()
+        })
+        .chain([
+            StringChunked::from_iter_values(SOURCE_FILE.into(), rows.iter().map(|_| "t.csv"))
+                .into_column(),
+        ])
+        .collect();
+    DataFrame::new(rows.len(), columns)
+        .unwrap()
+        .lazy()
+        .with_row_index(SOURCE_ROW, None)
+        .with_columns([lit(0u32).alias(SOURCE_INDEX)])
+}
+
+// ---- the cross-row rules ---------------------------------------------------------------------
+
+/// device_id spellings: three that normalize to `D1`, another device, one that is not an id
+/// (TYPE_MISMATCH) and an empty one (MISSING_REQUIRED). Ids are not enums: `d1` is not `D1`.
+const IDS: [&str; 7] = ["D1", " D1", "D1\u{a0}", "d1", "D2\t", "bad id!", ""];
+
+/// reported_at spellings with their parsed times (hours after 11:00; None when they do not parse):
+/// three of one instant, another instant, a future one that parses but is a BAD_TIMESTAMP, and
+/// one that does not parse (TYPE_MISMATCH, no key).
+const TIMES: [(&str, Option<u32>); 6] = [
+    ("2026-11-25T11:30:00Z", Some(30)),
+    ("2026-11-25 11:30:00.000000Z", Some(30)),
+    ("2026-11-25T12:30:00+01:00", Some(30)),
+    ("2026-11-25T11:00:00Z", Some(0)),
+    ("2030-01-01T00:00:00Z", Some(999)),
+    ("soon", None),
+];
+
+/// battery_pct spellings: two valid ones of one value and an OUT_OF_RANGE one.
+const BATTERIES: [&str; 3] = ["87.5", "87.50", "150"];
+
+/// SPEC 4's cross-row rules read directly, for rows that differ from [`BASE`] only in
+/// (device_id, reported_at, battery_pct) given as indices: per row (DUPLICATE, CONFLICT,
+/// quarantined, priority).
+fn cross_row_oracle(rows: &[(usize, usize, usize)]) -> Vec<(bool, bool, bool, &'static str)> {
+    let id = |r: &(usize, usize, usize)| {
+        let t = IDS[r.0].trim();
+        (!t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric())).then_some(t)
+    };
+    let key = |r: &(usize, usize, usize)| Some((id(r)?, TIMES[r.1].1?));
+    let row_local_bad = |r: &(usize, usize, usize)| {
+        id(r).is_none() || TIMES[r.1].1.is_none_or(|h| h == 999) || BATTERIES[r.2] == "150"
+    };
+    let verdicts: Vec<(bool, bool, bool)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let duplicate = rows[..i].contains(r);
+            let conflict = key(r)
+                .is_some_and(|k| rows.iter().any(|other| key(other) == Some(k) && other != r));
+            (
+                duplicate,
+                conflict,
+                duplicate || conflict || row_local_bad(r),
+            )
+        })
+        .collect();
+    rows.iter()
+        .zip(&verdicts)
+        .map(|(r, &(duplicate, conflict, bad))| {
+            let has_clean = id(r).is_some_and(|d| {
+                rows.iter()
+                    .zip(&verdicts)
+                    .any(|(other, v)| id(other) == Some(d) && !v.2)
+            });
+            (
+                duplicate,
+                conflict,
+                bad,
+                if has_clean { "P2" } else { "P1" },
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// DUPLICATE, CONFLICT and priority over rows of a few devices that share keys under
+    /// different spellings, repeat each other, and are bad for other reasons.
+    #[test]
+    fn cross_row_rules_follow_the_contract(
+        picks in prop::collection::vec((0..IDS.len(), 0..TIMES.len(), 0..BATTERIES.len()), 1..16)
+    ) {
+        let rows: Vec<Vec<(&str, String)>> = picks
+            .iter()
+            .map(|&(i, t, b)| {
+                vec![
+                    ("device_id", IDS[i].to_string()),
+                    ("reported_at", TIMES[t].0.to_string()),
+                    ("battery_pct", BATTERIES[b].to_string()),
+                ]
+            })
+            .collect();
+        let annotated = sanitize::annotate(raw_frame(&rows), &Config::default(), as_of_us())
+            .unwrap();
+        let explained = sanitize::explain(annotated).collect().unwrap();
+        let problems = explained.column(sanitize::PROBLEMS).unwrap().str().unwrap();
+        let priority = explained.column("priority").unwrap().str().unwrap();
+        for (i, (duplicate, conflict, bad, p1)) in cross_row_oracle(&picks).into_iter().enumerate() {
+            let got = problems.get(i).unwrap();
+            let row = &picks[i];
+            prop_assert_eq!(got.contains("*:DUPLICATE"), duplicate, "row {} {:?}: {}", i, row, got);
+            prop_assert_eq!(got.contains("*:CONFLICT"), conflict, "row {} {:?}: {}", i, row, got);
+            prop_assert_eq!(!got.is_empty(), bad, "row {} {:?}: {}", i, row, got);
+            prop_assert_eq!(priority.get(i).unwrap(), p1, "row {} {:?}: {}", i, row, got);
+        }
+    }
 }
 
 // ---- the oracle ------------------------------------------------------------------------------
