@@ -467,11 +467,9 @@ pub fn chaos(opts: &ChaosOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Cha
 
     let out_file = AtomicFile::create(&opts.out)?;
     let log_file = AtomicFile::create(&opts.log)?;
-    let out_writer = parquet::writer(out_file.file())
-        .batched(&out_schema)
+    let out_writer = parquet::Writer::new(out_file.file(), &out_schema, parquet::KEPT)
         .with_context(|| format!("starting {}", opts.out.display()))?;
-    let log_writer = parquet::writer(log_file.file())
-        .batched(&log_schema())
+    let log_writer = parquet::Writer::new(log_file.file(), &log_schema(), parquet::KEPT)
         .with_context(|| format!("starting {}", opts.log.display()))?;
 
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -505,16 +503,20 @@ pub fn chaos(opts: &ChaosOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Cha
                 *kinds.entry(e.kind.name()).or_default() += 1;
             }
             let logged = log.len() as u64;
-            let data = parquet::encode(&out_writer, &df)
+            let data = out_writer
+                .encode(&df)
                 .with_context(|| format!("encoding {}", opts.out.display()))?;
-            let log = parquet::encode(&log_writer, &log_frame(log)?)
+            let log = log_writer
+                .encode(&log_frame(log)?)
                 .with_context(|| format!("encoding {}", opts.log.display()))?;
             Ok((data, log, kinds, logged, offset + len))
         },
         |_, (data, log, kinds, logged, done)| {
-            parquet::write(&out_writer, data)
+            out_writer
+                .write(data)
                 .with_context(|| format!("writing {}", opts.out.display()))?;
-            parquet::write(&log_writer, log)
+            log_writer
+                .write(log)
                 .with_context(|| format!("writing {}", opts.log.display()))?;
             for (k, n) in kinds {
                 *by_kind.entry(k).or_default() += n;

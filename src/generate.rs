@@ -850,8 +850,7 @@ pub fn generate(
     let started = Instant::now();
     let plan = FleetPlan::new(config);
     let file = AtomicFile::create(&opts.out)?;
-    let writer = parquet::writer(file.file())
-        .batched(&schema::canonical_schema())
+    let writer = parquet::Writer::new(file.file(), &schema::canonical_schema(), parquet::KEPT)
         .with_context(|| format!("starting {}", opts.out.display()))?;
     let blocks = opts.devices.div_ceil(BLOCK);
     let mut rows = 0u64;
@@ -861,12 +860,14 @@ pub fn generate(
             let first = b * BLOCK;
             let count = BLOCK.min(opts.devices - first);
             let df = build_block(&plan, opts.seed, opts.as_of_us, b, first, count)?;
-            parquet::encode(&writer, &df)
+            writer
+                .encode(&df)
                 .with_context(|| format!("encoding {}", opts.out.display()))
         },
         |b, group| {
             rows += group.rows as u64;
-            parquet::write(&writer, group)
+            writer
+                .write(group)
                 .with_context(|| format!("writing {}", opts.out.display()))?;
             progress(((b + 1) * BLOCK).min(opts.devices));
             Ok(())

@@ -29,6 +29,7 @@ use polars::prelude::{
 };
 
 use crate::schema::{self, Kind};
+use crate::support::parquet;
 
 /// Column holding the input file's path, as given (a folder's files: folder/name).
 pub const SOURCE_FILE: &str = "source_file";
@@ -995,7 +996,15 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
     let writers = match &parts {
         Parts::Files(_) => files
             .iter()
-            .map(|file| Ok(crate::support::parquet::writer(file.try_clone()?).batched(&schema)?))
+            .map(|file| {
+                Ok(parquet::Writer::new(
+                    file.try_clone()?,
+                    &schema,
+                    parquet::Layout::Kept {
+                        plain: parquet::UNIQUE_COLUMNS,
+                    },
+                )?)
+            })
             .collect::<Result<Vec<_>>>()?,
         _ => Vec::new(),
     };
@@ -1023,10 +1032,9 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 part.drop_in_place(PART)?;
                 let encoding = || format!("encoding {}", parts.name(p));
                 let piece = match &parts {
-                    Parts::Files(_) => Piece::Encoded(
-                        crate::support::parquet::encode(&writers[p], &part)
-                            .with_context(encoding)?,
-                    ),
+                    Parts::Files(_) => {
+                        Piece::Encoded(writers[p].encode(&part).with_context(encoding)?)
+                    }
                     Parts::Scratch(_) => Piece::Blob(
                         part.height(),
                         scratch_piece(&mut part).with_context(encoding)?,
@@ -1050,7 +1058,7 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
             match piece {
                 Piece::Encoded(encoded) => {
                     counts[p] += encoded.rows as u64;
-                    crate::support::parquet::write(&writers[p], encoded).with_context(writing)?;
+                    writers[p].write(encoded).with_context(writing)?;
                 }
                 Piece::Blob(rows, bytes) => {
                     counts[p] += rows as u64;
@@ -1106,7 +1114,7 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
 /// A piece of a part, made on a worker: row groups for a part's Parquet file, a scratch piece
 /// (its rows and its bytes, [`scratch_piece`]), or the rows themselves.
 enum Piece {
-    Encoded(crate::support::parquet::Encoded),
+    Encoded(parquet::Encoded),
     Blob(usize, Vec<u8>),
     Frame(DataFrame),
 }
@@ -1115,7 +1123,13 @@ enum Piece {
 /// a Parquet file of its own (no compression, no statistics).
 fn scratch_piece(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut bytes = vec![0; 8];
-    crate::support::parquet::scratch_writer(&mut bytes).finish(df)?;
+    parquet::append_file(
+        &mut bytes,
+        df,
+        parquet::Layout::Scratch {
+            plain: parquet::UNIQUE_COLUMNS,
+        },
+    )?;
     let len = (bytes.len() - 8) as u64;
     bytes[..8].copy_from_slice(&len.to_le_bytes());
     Ok(bytes)

@@ -19,7 +19,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::{
     BooleanChunked, CsvWriter, DataFrame, DataType, Expr, IntoLazy, LazyFrame, Schema, SerWriter,
     UnionArgs, col, concat, len, lit, when,
@@ -257,7 +256,7 @@ pub(crate) fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>
 struct Stage {
     files: Vec<AtomicFile>,
     schemas: Vec<Schema>,
-    writers: Vec<BatchedWriter<File>>,
+    writers: Vec<parquet::Writer<File>>,
 }
 
 impl Stage {
@@ -276,7 +275,16 @@ impl Stage {
         let writers = files
             .iter()
             .zip(&schemas)
-            .map(|(file, schema)| Ok(parquet::writer(file.file().try_clone()?).batched(schema)?))
+            .map(|(file, schema)| {
+                let layout = parquet::Layout::Kept {
+                    plain: parquet::UNIQUE_COLUMNS,
+                };
+                Ok(parquet::Writer::new(
+                    file.file().try_clone()?,
+                    schema,
+                    layout,
+                )?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Stage {
             files,
@@ -307,7 +315,9 @@ impl Stage {
                     );
                 }
                 df.rechunk_mut();
-                parquet::encode(&self.writers[i], df).with_context(|| format!("encoding {name}"))
+                self.writers[i]
+                    .encode(df)
+                    .with_context(|| format!("encoding {name}"))
             })
             .collect()
     }
@@ -315,7 +325,8 @@ impl Stage {
     /// Appends a part's encoded row groups.
     fn write(&self, encoded: Vec<parquet::Encoded>) -> Result<()> {
         for ((writer, file), groups) in self.writers.iter().zip(&self.files).zip(encoded) {
-            parquet::write(writer, groups)
+            writer
+                .write(groups)
                 .with_context(|| format!("writing {}", file.dest().display()))?;
         }
         Ok(())
@@ -524,7 +535,10 @@ impl Totals {
     fn absorb(&mut self, mut part: Part, stage: &Stage, plan: &mut PlanFile) -> Result<()> {
         let clock = Instant::now();
         stage.write(part.encoded)?;
+        *self.seconds.entry("write").or_default() += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
         plan.write(&mut part.plan)?;
+        *self.seconds.entry("plan").or_default() += clock.elapsed().as_secs_f64();
         let t = part.tally;
         self.rows_in += t.rows_in;
         self.rows_clean += t.rows_clean;
@@ -540,7 +554,6 @@ impl Totals {
         for (step, seconds) in t.seconds {
             *self.seconds.entry(step).or_default() += seconds;
         }
-        *self.seconds.entry("write").or_default() += clock.elapsed().as_secs_f64();
         Ok(())
     }
 }
@@ -686,8 +699,12 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         parallel::ordered(
             files.len() as u64,
             |i| {
+                let clock = Instant::now();
                 let raw = files[i as usize].take()?;
-                prepare(compute(raw, config, opts.as_of_us)?, &stage)
+                let unpack = clock.elapsed().as_secs_f64();
+                let mut frames = compute(raw, config, opts.as_of_us)?;
+                frames.seconds.push(("unpack", unpack));
+                prepare(frames, &stage)
             },
             |_, part| totals.absorb(part, &stage, &mut plan),
         )?;
