@@ -516,12 +516,12 @@ fn value_end(line: &[u8], mut pos: usize) -> usize {
     line.len()
 }
 
-/// The bytes of a CSV or NDJSON file, decompressed when its name ends in `.gz` or `.zst`.
-fn contents(path: &Path) -> Result<Vec<u8>> {
+/// A reader of a CSV or NDJSON file's bytes, decompressed when its name ends in `.gz` or `.zst`,
+/// and what to say when reading it fails.
+fn decoder(path: &Path) -> Result<(Box<dyn Read>, String)> {
     let name = path.display();
     let file = File::open(path).with_context(|| format!("opening {name}"))?;
-    let mut bytes = Vec::new();
-    let (mut reader, failure): (Box<dyn Read>, _) = match Compression::of(path) {
+    Ok(match Compression::of(path) {
         Compression::None => (Box::new(file), format!("reading {name}")),
         Compression::Gzip => (
             Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
@@ -534,9 +534,46 @@ fn contents(path: &Path) -> Result<Vec<u8>> {
             ),
             format!("{name}: not a readable zstd file"),
         ),
-    };
+    })
+}
+
+/// The bytes of a CSV or NDJSON file, decompressed when its name ends in `.gz` or `.zst`.
+fn contents(path: &Path) -> Result<Vec<u8>> {
+    let (mut reader, failure) = decoder(path)?;
+    let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).context(failure)?;
     Ok(bytes)
+}
+
+/// A compressed CSV or NDJSON input decompressed into a temporary file in `dir` (named like the
+/// input without its compression extension), so that it can be streamed like a plain one; the
+/// file is removed when the returned handle is dropped.
+fn decompressed(input: &Input, dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let name = input.path.display();
+    let suffix = match input.format {
+        Format::Ndjson => ".ndjson",
+        _ => ".csv",
+    };
+    let mut spill = tempfile::Builder::new()
+        .prefix(".input.")
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file to decompress {name} into"))?;
+    let (mut reader, failure) = decoder(&input.path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer).context(failure.clone())?;
+        if n == 0 {
+            break;
+        }
+        spill
+            .write_all(&buffer[..n])
+            .with_context(|| format!("decompressing {name} into {}", spill.path().display()))?;
+    }
+    spill
+        .flush()
+        .with_context(|| format!("decompressing {name} into {}", spill.path().display()))?;
+    Ok(spill)
 }
 
 /// A column as text: text as received, typed values in the contract's text forms (floats as polars
@@ -608,7 +645,7 @@ pub fn read(input: &Input, index: usize) -> Result<LazyFrame> {
 }
 
 /// Checks a Parquet input's columns from its footer and returns its row count; None for CSV and
-/// NDJSON, which are read whole (and checked as they are read).
+/// NDJSON, which have no footer (they are checked as they are read).
 pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
     if !matches!(input.format, Format::Parquet | Format::Partition) {
         return Ok(None);
@@ -621,7 +658,8 @@ pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
 }
 
 /// Like [`read`], but of a Parquet input only the rows `offset..offset + len` (source_row keeps
-/// counting from the file's first row). CSV and NDJSON inputs are always read whole.
+/// counting from the file's first row). CSV and NDJSON inputs are read whole here (see
+/// [`stream_text`] for batches).
 pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> Result<LazyFrame> {
     let path = &input.path;
     let name = path.display().to_string();
@@ -790,16 +828,22 @@ fn csv_options() -> CsvReadOptions {
 }
 
 /// Whether an input is read in batches, in bounded memory: Parquet in slices of its row groups,
-/// an uncompressed CSV file through polars' streaming engine. Compressed CSV and NDJSON files are
-/// read whole.
+/// a plain CSV or NDJSON file through polars' streaming engine (a compressed one is first
+/// decompressed into a temporary file when recover splits it into buckets, see [`split`]).
 pub fn streams(input: &Input) -> bool {
     match input.format {
         Format::Parquet | Format::Partition => true,
-        Format::Csv => {
-            Compression::of(&input.path) == Compression::None && input.path.to_str().is_some()
+        Format::Csv | Format::Ndjson => {
+            Compression::of(&input.path) == Compression::None && streamable(&input.path)
         }
-        Format::Ndjson => false,
     }
+}
+
+/// Whether polars' streaming text readers can open this path as one file: UTF-8, and (the NDJSON
+/// scanner always expands patterns) without a character a glob pattern would read.
+fn streamable(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|p| !p.contains(['*', '?', '[', ']', '{', '}']))
 }
 
 /// About how many rows an input holds, to size recover's buckets: a Parquet footer's count;
@@ -821,7 +865,7 @@ pub fn estimated_rows(input: &Input) -> Result<usize> {
 /// Rows per batch of a streamed CSV or NDJSON file.
 const CSV_BATCH_ROWS: usize = 1 << 18;
 
-/// Streams an uncompressed CSV or NDJSON input (see [`streams`]) through polars' streaming engine
+/// Streams a plain CSV or NDJSON input (see [`streams`]) through polars' streaming engine
 /// and calls `each` with every batch, in file order, with the columns [`read`] gives. At most a
 /// few batches are in memory at once: the engine waits while `each` works. An NDJSON file is first
 /// checked line by line (the shapes and keys [`read`] checks); one that starts with a byte-order
@@ -831,8 +875,19 @@ pub fn stream_text(
     index: usize,
     each: &mut dyn FnMut(DataFrame) -> Result<()>,
 ) -> Result<()> {
-    let path = &input.path;
-    let name = path.display().to_string();
+    stream_text_from(input, &input.path, index, each)
+}
+
+/// [`stream_text`] reading the bytes from `path`, a plain file with the input's contents (the
+/// input's own path, or its decompressed copy); rows are still named after the input.
+fn stream_text_from(
+    input: &Input,
+    path: &Path,
+    index: usize,
+    each: &mut dyn FnMut(DataFrame) -> Result<()>,
+) -> Result<()> {
+    let path = &path.to_path_buf();
+    let name = input.path.display().to_string();
     let text_path = path
         .to_str()
         .with_context(|| format!("{name}: not a UTF-8 path"))?;
@@ -982,8 +1037,9 @@ pub struct Split {
 /// holds each input's row count from its Parquet footer (None for other inputs).
 ///
 /// Inputs are taken in run order. A Parquet input is read in slices by worker threads, whose
-/// pieces the calling thread appends in slice order; a plain CSV file is streamed in batches
-/// ([`stream_text`]); any other input is read whole. Each part so holds its rows in run order, and
+/// pieces the calling thread appends in slice order; a plain CSV or NDJSON file is streamed in
+/// batches ([`stream_text`]), a compressed one too after it is decompressed into a temporary file
+/// beside the part files (parts in memory: read whole). Each part so holds its rows in run order, and
 /// memory is bounded by a few slices or batches for every streamed input (parts kept in memory
 /// aside).
 pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) -> Result<Split> {
@@ -1068,6 +1124,12 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
             .collect()
     };
     let slice_rows = SPLIT_ROWS.max(ROWS_PER_PIECE * parts.len());
+    // Where a compressed input is decompressed to be streamed: beside the part files (parts held
+    // in memory are few rows, and such an input is read whole).
+    let spill_dir = match &parts {
+        Parts::Files(paths) | Parts::Scratch(paths) => paths.first().and_then(|p| p.parent()),
+        Parts::Memory(_) => None,
+    };
     let mut counts = vec![0u64; parts.len()];
     let mut frames: Vec<Vec<DataFrame>> = match parts {
         Parts::Memory(n) => (0..n).map(|_| Vec::new()).collect(),
@@ -1113,6 +1175,12 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 )?;
             }
             _ if streams(input) => stream_text(input, i, &mut |df| append(pieces(df)?))?,
+            // A compressed text file is decompressed beside the parts and streamed from there,
+            // in bounded memory, rather than decompressed into memory and read whole.
+            _ if spill_dir.is_some_and(streamable) => {
+                let spill = decompressed(input, spill_dir.unwrap_or(Path::new(".")))?;
+                stream_text_from(input, spill.path(), i, &mut |df| append(pieces(df)?))?;
+            }
             _ => {
                 let df = read(input, i)?
                     .collect()

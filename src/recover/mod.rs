@@ -599,8 +599,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
     // them, in run order. Memory is bounded by the bucket, not the fleet. A shard of unsplit
     // inputs keeps only its devices' rows, as they are read.
     // Row counts from the Parquet footers (which slice Parquet inputs), and every input's
-    // estimated rows (which size the buckets); a plain CSV file is streamed, other CSV and NDJSON
-    // files are read whole, one at a time.
+    // estimated rows (which size the buckets); CSV and NDJSON files are streamed (a compressed
+    // one from a decompressed temporary copy in the bucket folder).
     let counts = inputs
         .iter()
         .map(ingest::parquet_rows)

@@ -536,7 +536,8 @@ fn buckets_give_exactly_the_in_memory_results() {
 
 /// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
 /// garbage), recovered in memory and in buckets: plain CSV and NDJSON files are then streamed in
-/// batches, a gzip CSV is read whole and split. Every path gives the same run.
+/// batches, a gzip CSV and a zstd NDJSON too, from decompressed copies in the bucket folder when
+/// the buckets are on disk. Every path gives the same run.
 #[test]
 fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
     use sentinel::recover::ingest::{Format, Input, read};
@@ -584,10 +585,18 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
         .finish(&mut with_extra)
         .unwrap();
 
+    let zst = dir.path().join("export4.ndjson.zst");
+    std::fs::write(
+        &zst,
+        zstd::bulk::compress(&std::fs::read(&ndjson).unwrap(), 3).unwrap(),
+    )
+    .unwrap();
+
     for inputs in [
         vec![csv.clone()],
         vec![csv.clone(), gz.clone()],
         vec![ndjson.clone(), csv.clone()],
+        vec![zst.clone(), gz.clone()],
     ] {
         let label = format!("{inputs:?}");
         let summary = recover_every_way(dir.path(), &inputs, 3_000, &label);
@@ -596,7 +605,61 @@ fn streamed_csv_and_ndjson_give_exactly_the_in_memory_results() {
             "{label}: {summary}"
         );
         assert!(summary["quarantined_by_reason"]["TYPE_MISMATCH"].as_u64() > Some(300));
+        // The decompressed copies of the compressed inputs went with the bucket folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 7, "{label}");
     }
+}
+
+/// A gzip export cut short, large enough to be split into buckets on disk (so it is decompressed
+/// into a temporary file and streamed): the run fails naming the file and gzip, and leaves no
+/// stage folder, no bucket folder and no decompressed copy behind.
+#[test]
+fn a_compressed_export_cut_short_in_buckets_fails_naming_it_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(std::io::Cursor::new(FIXTURE.as_bytes().to_vec()))
+        .finish()
+        .unwrap();
+    // The fixture 200 times over: about 7,000 rows, 1.3 MB of CSV.
+    let copies: Vec<DataFrame> = (0..200).map(|_| df.clone()).collect();
+    for copy in &copies[1..] {
+        df.vstack_mut(copy).unwrap();
+    }
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv).finish(&mut df).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &csv).unwrap();
+    let gz = enc.finish().unwrap();
+    let input = dir.path().join("cut.csv.gz");
+    std::fs::write(&input, &gz[..gz.len() * 2 / 3]).unwrap();
+
+    let work = dir.path().join("work");
+    let ws = Workspace::new(work.clone());
+    let opts = RecoverOptions {
+        inputs: vec![input],
+        as_of_us: sentinel::schema::parse_timestamp(AS_OF).unwrap(),
+        bucket_rows: 100,
+        memory_rows: 0,
+        skip_unknown: false,
+        shard: None,
+    };
+    let error = recover(&sentinel::config::Config::default(), &opts, &ws).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cut.csv.gz") && message.contains("gzip"),
+        "{message}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&work)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "sentinel.lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Every device's rationale on the fixture fleet, which reaches every branch of the state and
