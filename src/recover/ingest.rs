@@ -992,6 +992,12 @@ const ROWS_PER_PIECE: usize = 3_600;
 /// core's 1 MiB L2 cache.
 const PARTITION_ROWS: usize = 1 << 15;
 
+/// Rows per part a block gives at least: with many parts, blocks of [`PARTITION_ROWS`] cut every
+/// part's rows into frames of a hundred rows whose per-frame costs outweigh the cache (at 113.8M
+/// rows, 285 buckets, the split took 256 s instead of 145 s unblocked), so blocks grow with the
+/// part count. Up to 64 parts (every input below 16M rows) blocks stay at [`PARTITION_ROWS`].
+const BLOCK_ROWS_PER_PART: usize = 512;
+
 /// Where [`split`] puts each part's rows.
 #[derive(Clone, Copy)]
 pub enum Parts<'a> {
@@ -1089,8 +1095,9 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
         // whole slice it streamed each column from memory once per part; a block's columns
         // stay in the core's cache.
         let mut by_part: Vec<Option<DataFrame>> = vec![None; parts.len()];
-        for offset in (0..df.height()).step_by(PARTITION_ROWS) {
-            let block = df.slice(offset as i64, PARTITION_ROWS);
+        let block_rows = PARTITION_ROWS.max(BLOCK_ROWS_PER_PART * parts.len());
+        for offset in (0..df.height()).step_by(block_rows) {
+            let block = df.slice(offset as i64, block_rows);
             for mut rows in block.partition_by_stable([PART], true)? {
                 let p = rows.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
                 rows.drop_in_place(PART)?;
