@@ -734,8 +734,15 @@ pub fn read_rows(input: &Input, index: usize, rows: Option<(usize, usize)>) -> R
         .with_columns([
             (col(SOURCE_ROW).cast(DataType::UInt64) + lit(offset as u64)),
             lit(name).alias(SOURCE_FILE),
-            lit(index as u32).alias(SOURCE_INDEX),
+            source_index(index),
         ]))
+}
+
+/// The input's number as the `source_index` column: UInt32, as in [`text_frame_schema`]. A bare
+/// `lit` of an integer is a dynamic literal that polars materializes as Int32 when nothing else
+/// fixes its type, so the one-piece run wrote Int32 where the bucketed run wrote UInt32.
+fn source_index(index: usize) -> Expr {
+    lit(index as u32).cast(DataType::UInt32).alias(SOURCE_INDEX)
 }
 
 /// Reads rows of a part file of `sentinel partition`: the columns [`read`] gives, with the
@@ -942,10 +949,7 @@ fn stream_text_from(
     };
     let mut columns = vec![col(SOURCE_ROW).cast(DataType::UInt64)];
     columns.extend(contract);
-    columns.extend([
-        lit(name.clone()).alias(SOURCE_FILE),
-        lit(index as u32).alias(SOURCE_INDEX),
-    ]);
+    columns.extend([lit(name.clone()).alias(SOURCE_FILE), source_index(index)]);
     let lazy = scan.select(columns);
     let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
     std::thread::scope(|scope| {

@@ -486,6 +486,8 @@ fn assert_same_stage_files(a: &Workspace, b: &Workspace, id: &str, label: &str) 
         let name = file.file_name().unwrap().to_owned();
         let (x, y) = (sorted(file, by), sorted(b.stage_dir(id).join(&name), by));
         assert_eq!(x.height(), y.height(), "{label} {name:?}");
+        // equals_missing compares values across integer types: the column types are held apart.
+        assert_eq!(x.schema(), y.schema(), "{label}: {name:?} column types");
         assert!(x.equals_missing(&y), "{label}: {name:?} differs");
     }
     let lines = |ws: &Workspace| {
