@@ -536,6 +536,38 @@ fn buckets_give_exactly_the_in_memory_results() {
     assert!(summary["quarantined_by_reason"]["CONFLICT"].as_u64() > Some(100));
 }
 
+/// The split partitions each read slice a block at a time: 32K rows while there are at most 64
+/// buckets, at least 512 rows per bucket beyond. One file of about 90K rows, a chaos fleet twice
+/// over, so that every row of the second half repeats one of the first half (DUPLICATE flags the
+/// later one, so a bucket must keep its rows in run order across blocks),
+/// crosses block borders both ways (12 buckets: three blocks of up to 32K rows; about 90: two
+/// of up to 46K), and the buckets, in memory and on disk, still give exactly the one-piece run.
+#[test]
+fn buckets_cut_from_several_blocks_give_exactly_the_in_memory_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, corrupted) = chaos_fleet(dir.path(), 40_000, 17, 0.1);
+    let mut both = read_parquet(&corrupted);
+    both.vstack_mut(&read_parquet(&corrupted)).unwrap();
+    let input = dir.path().join("both.parquet");
+    ParquetWriter::new(std::fs::File::create(&input).unwrap())
+        .finish(&mut both)
+        .unwrap();
+    let inputs = vec![input];
+    let few = recover_every_way(dir.path(), &inputs, 8_000, "12 buckets");
+    let rows = few["rows_in"].as_u64().unwrap();
+    assert!(
+        rows > 2 * 32_768,
+        "{rows} rows: three blocks of 32K or more"
+    );
+    assert!(few["quarantined_by_reason"]["DUPLICATE"].as_u64() > Some(30_000));
+    let many = recover_every_way(dir.path(), &inputs, 1_000, "about 90 buckets");
+    assert!(
+        rows > 512 * rows.div_ceil(1_000),
+        "{rows} rows: two blocks or more"
+    );
+    assert_eq!(few, many);
+}
+
 /// CSV and NDJSON exports of a chaos fleet (the text every column holds after ingest, some of it
 /// garbage), recovered in memory and in buckets: plain CSV and NDJSON files are then streamed in
 /// batches, a gzip CSV and a zstd NDJSON too, from decompressed copies in the bucket folder when
