@@ -999,7 +999,8 @@ const PARTITION_ROWS: usize = 1 << 15;
 /// Rows per part a block gives at least: with many parts, blocks of [`PARTITION_ROWS`] cut every
 /// part's rows into frames of a hundred rows whose per-frame costs outweigh the cache (at 113.8M
 /// rows, 285 buckets, the split took 256 s instead of 145 s unblocked), so blocks grow with the
-/// part count. Up to 64 parts (every input below 16M rows) blocks stay at [`PARTITION_ROWS`].
+/// part count. Up to 64 parts (inputs below 16M rows at the default bucket size) blocks stay at
+/// [`PARTITION_ROWS`].
 const BLOCK_ROWS_PER_PART: usize = 512;
 
 /// Where [`split`] puts each part's rows.

@@ -537,11 +537,11 @@ fn buckets_give_exactly_the_in_memory_results() {
 }
 
 /// The split partitions each read slice a block at a time: 32K rows while there are at most 64
-/// buckets, at least 512 rows per bucket beyond. One file of about 90K rows, a chaos fleet twice
-/// over, so that every row of the second half repeats one of the first half (DUPLICATE flags the
-/// later one, so a bucket must keep its rows in run order across blocks),
-/// crosses block borders both ways (12 buckets: three blocks of up to 32K rows; about 90: two
-/// of up to 46K), and the buckets, in memory and on disk, still give exactly the one-piece run.
+/// buckets, at least 512 rows per bucket beyond. The input is one file of about 90K rows, a chaos
+/// fleet twice over: every row of its second half repeats one of the first, and DUPLICATE flags
+/// the later one, so a bucket must keep its rows in run order across blocks. It crosses block
+/// borders both ways (12 buckets: three blocks of up to 32K rows; about 90: two of up to 46K),
+/// and the buckets, in memory and on disk, still give exactly the one-piece run.
 #[test]
 fn buckets_cut_from_several_blocks_give_exactly_the_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
