@@ -14,12 +14,12 @@
 //! format (a TYPE_MISMATCH), so a null tells a mismatch from an out-of-range value.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use polars::prelude::{
     BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
-    IntoColumn, JoinArgs, JoinType, LazyFrame, MaintainOrderJoin, NULL, NewChunkedArray, PlHashMap,
-    PolarsResult, StringChunked, StructChunked, TimeUnit, UInt32Chunked, as_struct, col,
-    concat_str, lit, when,
+    IntoColumn, LazyFrame, NULL, NewChunkedArray, PlHashMap, PlRandomState, PolarsResult,
+    StringChunked, StructChunked, TimeUnit, UInt32Chunked, as_struct, col, concat_str, lit, when,
 };
 
 use crate::config::Config;
@@ -119,9 +119,6 @@ const ROW_REASONS: [(&str, Reason); 4] = [
 
 /// Whether the row has any reason at all.
 const BAD: &str = "__bad";
-
-/// The row's position in the frame `annotate` receives (run order).
-const ROW: &str = "__row";
 
 /// The valid device id as a number ([`dense_index`]): the key of the two windows over a device.
 const DEVICE: &str = "__device";
@@ -424,6 +421,56 @@ fn conflicts(s: &StructChunked) -> PolarsResult<Column> {
     .into_column())
 }
 
+/// Whether no earlier row has all 17 raw values equal (a null equals a null only), that is
+/// whether the row is not a DUPLICATE. Two identical rows share their raw device_id and
+/// reported_at, so rows are chained by a hash of that pair and a row is compared value by value
+/// only with the earlier rows of its chain that are first themselves (a few percent of rows
+/// repeat the pair). One pass and one hash table, where hashing whole rows, or a join of the
+/// repeated pairs' verdicts, went over every column.
+fn first_of_raw(s: &StructChunked) -> PolarsResult<Column> {
+    let fields = s.fields_as_series();
+    let columns = fields
+        .iter()
+        .map(|f| f.rechunk().str().cloned())
+        .collect::<PolarsResult<Vec<StringChunked>>>()?;
+    let arrays: Vec<_> = columns.iter().map(|c| c.downcast_as_array()).collect();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f.name().as_str() == name)
+            .map(|i| arrays[i])
+            .expect("a contract column")
+    };
+    let (ids, times) = (field(schema::DEVICE_ID), field(schema::REPORTED_AT));
+    let same = |a: usize, b: usize| arrays.iter().all(|x| x.get(a) == x.get(b));
+    let hasher = PlRandomState::default();
+    // The latest first row of each pair's chain; `earlier[i]` is the first row of the same pair
+    // chained before row i.
+    let mut latest: PlHashMap<u64, u32> =
+        PlHashMap::with_capacity_and_hasher(s.len(), Default::default());
+    let mut earlier = vec![u32::MAX; s.len()];
+    let mut first = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        let key = hasher.hash_one((ids.get(i), times.get(i)));
+        let mut is_first = true;
+        if let Some(&head) = latest.get(&key) {
+            let mut j = head;
+            while j != u32::MAX {
+                if same(i, j as usize) {
+                    is_first = false;
+                    break;
+                }
+                j = earlier[j as usize];
+            }
+        }
+        if is_first && let Some(head) = latest.insert(key, i as u32) {
+            earlier[i] = head;
+        }
+        first.push(is_first);
+    }
+    Ok(BooleanChunked::from_iter_values(s.name().clone(), first.into_iter()).into_column())
+}
+
 /// Whether the row's device ([`dense_index`]) has a row that is not bad; false without a device.
 fn has_clean(s: &StructChunked) -> PolarsResult<Column> {
     let device = s.field_by_name(DEVICE)?;
@@ -496,22 +543,11 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             .neq(col(v(schema::FIRMWARE_TARGET)))
             .and(col(v(schema::FIRMWARE_REPORTED)).neq(col(v(schema::FIRMWARE_FROM)))),
     ));
-    // DUPLICATE: a row is first when no earlier row has all 17 raw values equal. Comparing whole
-    // rows means encoding every value of every row; but two identical rows also share their raw
-    // device_id and reported_at texts, so only rows whose pair of those repeats (a few percent)
-    // need the whole comparison. They are compared in a frame of their own, in run order, and the
-    // verdict joined back by row position; every other row is first.
-    let raw_row = as_struct(schema::COLUMNS.iter().map(|c| col(c.name)).collect());
-    let pair = as_struct(vec![col(schema::DEVICE_ID), col(schema::REPORTED_AT)]);
-    let raw = raw.with_row_index(ROW, None);
-    let repeats = raw.clone().filter(pair.is_unique().not()).select([
-        col(ROW),
-        raw_row.is_first_distinct().alias("__first_repeat"),
-    ]);
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.maintain_order = MaintainOrderJoin::Left;
-    let raw = raw.join(repeats, [col(ROW)], [col(ROW)], args);
-    let first = col("__first_repeat").fill_null(lit(true));
+    // DUPLICATE: a row is first when no earlier row has all 17 raw values equal ([`first_of_raw`]).
+    let first = struct_kernel(
+        schema::COLUMNS.iter().map(|c| col(c.name)).collect(),
+        first_of_raw,
+    );
     // The key is the normalized id and the parsed time (SPEC section 4): a reported_at that
     // parses takes part even when it is a BAD_TIMESTAMP, and so does a row that is bad in any
     // other column. `__x_reported_at` is meaningful only where `__ok_reported_at` holds.
@@ -992,6 +1028,59 @@ mod tests {
             assert_eq!(out[0].0, "", "{:?}", out[1]);
             assert!(!out[1].0.contains("CONFLICT"), "{:?}", out[1]);
         }
+    }
+
+    /// DUPLICATE's kernel on its own: a row repeats an earlier one only when all 17 raw texts
+    /// are equal (a null equals a null only, not an empty text); a repeat of any earlier variant
+    /// of a (device_id, reported_at) pair is found, not only of the latest; the frame may come in
+    /// several chunks.
+    #[test]
+    fn a_row_repeats_an_earlier_one_only_with_all_raw_texts_equal() {
+        let a = row(&[]);
+        let b = row(&[("retry_count", Some("2"))]);
+        let null_code = row(&[("error_code", None)]);
+        let blank: Vec<(&'static str, Option<String>)> =
+            schema::COLUMNS.iter().map(|c| (c.name, None)).collect();
+        let padded = row(&[("device_id", Some(" SEN-100-000000000001"))]);
+        let rows = [
+            a.clone(),
+            b.clone(),
+            a,
+            null_code.clone(),
+            blank.clone(),
+            b,
+            blank,
+            null_code,
+            padded,
+        ];
+        let frame = |rows: &[Vec<(&'static str, Option<String>)>]| {
+            let columns: Vec<Column> = schema::COLUMNS
+                .iter()
+                .map(|c| {
+                    let values = rows
+                        .iter()
+                        .map(|r| r.iter().find(|(k, _)| *k == c.name).unwrap().1.as_deref());
+                    StringChunked::from_iter_options(c.name.into(), values).into_column()
+                })
+                .collect();
+            DataFrame::new(rows.len(), columns).unwrap()
+        };
+        let mut df = frame(&rows[..4]);
+        df.vstack_mut_owned(frame(&rows[4..])).unwrap();
+        assert_eq!(df.column("device_id").unwrap().n_chunks(), 2);
+        let fields = df.columns().to_vec();
+        let s = StructChunked::from_columns("raw".into(), df.height(), &fields).unwrap();
+        let first: Vec<bool> = first_of_raw(&s)
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .map(Option::unwrap)
+            .collect();
+        assert_eq!(
+            first,
+            [true, true, false, true, true, false, false, false, true]
+        );
     }
 
     #[test]
