@@ -314,7 +314,6 @@ impl Stage {
                         differ.join("; ")
                     );
                 }
-                df.rechunk_mut();
                 self.writers[i]
                     .encode(df)
                     .with_context(|| format!("encoding {name}"))

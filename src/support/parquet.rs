@@ -68,6 +68,10 @@ pub const UNIQUE_COLUMNS: &[&str] = &[
     "problems",
 ];
 
+/// Rows per chunk, on average, below which [`Writer::encode`] joins a column's chunks rather than
+/// writing pages of a chunk each.
+const MIN_CHUNK_ROWS: usize = 1 << 14;
+
 /// A Parquet file being written in row groups that any thread may encode ([`Writer::encode`])
 /// and one thread appends in order ([`Writer::write`]).
 pub struct Writer<W: Write> {
@@ -133,34 +137,53 @@ impl<W: Write> Writer<W> {
         })
     }
 
-    /// Encodes and compresses `df`, one row group per chunk; safe to call from several threads
-    /// at once. The chunks must be aligned across columns (`rechunk_mut` does it).
+    /// Encodes and compresses `df` as one row group; safe to call from several threads at once.
+    /// A column in several chunks (polars' filters cut frames into a chunk per thread) is encoded
+    /// a chunk at a time, its pages following one another in the column chunk, instead of being
+    /// copied into one array first; a column with a dictionary (one per column chunk) or with
+    /// chunks of fewer than [`MIN_CHUNK_ROWS`] rows on average is joined into one array.
     pub fn encode(&self, df: &DataFrame) -> PolarsResult<Encoded> {
-        let mut groups = Vec::new();
-        for batch in df.iter_chunks(CompatLevel::newest(), false) {
-            if batch.is_empty() {
-                continue;
-            }
-            let mut columns = Vec::new();
-            for ((array, field), encoding) in batch
-                .columns()
-                .iter()
-                .zip(&self.fields)
-                .zip(&self.encodings)
+        if df.height() == 0 {
+            return Ok(Encoded {
+                rows: 0,
+                groups: Vec::new(),
+            });
+        }
+        let mut columns = Vec::new();
+        for ((column, field), encoding) in
+            df.columns().iter().zip(&self.fields).zip(&self.encodings)
+        {
+            let mut series = column.as_materialized_series().clone();
+            let chunks = series.n_chunks();
+            if chunks > 1
+                && (encoding.contains(&Encoding::RleDictionary)
+                    || series.len() < MIN_CHUNK_ROWS * chunks)
             {
-                for pages in array_to_columns(array, field.clone(), self.options, encoding)? {
-                    columns.push(
-                        pages
-                            .map(|page| Ok(compress(page?, vec![], self.options.compression)?))
-                            .collect::<PolarsResult<Vec<_>>>()?,
-                    );
+                series = series.rechunk();
+            }
+            // Pages per leaf column (a list column is one leaf, as every column here).
+            let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
+            for chunk in 0..series.n_chunks() {
+                let array = series.to_arrow(chunk, CompatLevel::newest());
+                if array.is_empty() {
+                    continue;
+                }
+                let pages = array_to_columns(array, field.clone(), self.options, encoding)?;
+                for (leaf, pages) in pages.into_iter().enumerate() {
+                    let pages = pages
+                        .map(|page| Ok(compress(page?, vec![], self.options.compression)?))
+                        .collect::<PolarsResult<Vec<_>>>()?;
+                    match leaves.get_mut(leaf) {
+                        Some(leaf) => leaf.extend(pages),
+                        None => leaves.push(pages),
+                    }
                 }
             }
-            groups.push(columns);
+            columns.extend(leaves);
         }
         Ok(Encoded {
             rows: df.height(),
-            groups,
+            groups: vec![columns],
         })
     }
 
@@ -209,7 +232,6 @@ impl FallibleStreamingIterator for Pages {
 
 /// Appends `df` to `out` as one whole Parquet file in `layout`.
 pub fn append_file(out: &mut Vec<u8>, df: &mut DataFrame, layout: Layout) -> PolarsResult<()> {
-    df.rechunk_mut();
     let writer = Writer::new(out, df.schema(), layout)?;
     writer.write(writer.encode(df)?)?;
     writer.finish()?;
