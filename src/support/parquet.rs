@@ -309,4 +309,59 @@ mod tests {
             ]
         );
     }
+
+    /// A frame in several chunks is one row group: its plain column's chunks are pages of one
+    /// column chunk (statistics over all of them), its dictionary column joined first.
+    #[test]
+    fn a_frame_in_chunks_is_one_row_group_with_statistics_over_every_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let ids: Vec<String> = (0..2 * MIN_CHUNK_ROWS)
+            .map(|i| format!("id-{i:06}"))
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut whole = frame(&ids[..MIN_CHUNK_ROWS], "eu-west");
+        whole
+            .vstack_mut_owned(frame(&ids[MIN_CHUNK_ROWS..], "us-east"))
+            .unwrap();
+        assert_eq!(whole.column("device_id").unwrap().n_chunks(), 2);
+        let writer = Writer::new(
+            std::fs::File::create(&path).unwrap(),
+            whole.schema(),
+            Layout::Kept {
+                plain: &["device_id"],
+            },
+        )
+        .unwrap();
+        writer.write(writer.encode(&whole).unwrap()).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+
+        let back = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert!(back.equals(&whole), "{back}");
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let row: (i64, String, String, String) = conn
+            .query_row(
+                &format!(
+                    "SELECT count(DISTINCT row_group_id), min(stats_min_value), \
+                     max(stats_max_value), string_agg(DISTINCT encodings, '|' ORDER BY encodings) \
+                     FROM parquet_metadata('{}') WHERE path_in_schema = 'device_id'",
+                    path.display()
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                1,
+                "id-000000".to_string(),
+                format!("id-{:06}", 2 * MIN_CHUNK_ROWS - 1),
+                "PLAIN, RLE".to_string()
+            )
+        );
+    }
 }
