@@ -60,7 +60,7 @@ fn normalized(name: &str) -> Expr {
     kernel(col(name), DataType::String, |s| {
         let unchanged = s
             .iter()
-            .all(|v| v.is_none_or(|t| !t.is_empty() && t.trim().len() == t.len()));
+            .all(|v| v.is_none_or(|t| !t.is_empty() && is_trimmed(t)));
         if unchanged {
             return s.clone().into_column();
         }
@@ -71,6 +71,22 @@ fn normalized(name: &str) -> Expr {
         .into_column()
     })
     .alias(n(name))
+}
+
+/// Whether `str::trim` leaves `t` as it is. A text that starts and ends with an ASCII character
+/// that is not White_Space (nearly every value) is trimmed already: only its first and last
+/// bytes are looked at, where `str::trim` decoded both ends (4% of recover's CPU at 1M rows).
+fn is_trimmed(t: &str) -> bool {
+    // The ASCII characters of Unicode White_Space: tab, line feed, vertical tab, form feed,
+    // carriage return, space.
+    let space = |b: u8| b == b' ' || (0x09..=0x0d).contains(&b);
+    match t.as_bytes() {
+        [] => true,
+        [first, .., last] | [first @ last] if first.is_ascii() && last.is_ascii() => {
+            !space(*first) && !space(*last)
+        }
+        _ => t.trim().len() == t.len(),
+    }
 }
 
 /// Maps a normalized text caselessly ([`schema::fold`]: Unicode full case folding) onto
@@ -1027,6 +1043,25 @@ mod tests {
             let out = run(&[a.clone(), unparsed]);
             assert_eq!(out[0].0, "", "{:?}", out[1]);
             assert!(!out[1].0.contains("CONFLICT"), "{:?}", out[1]);
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast check agrees with `str::trim` on any text, with White_Space characters
+        /// (ASCII and not) placed at either end.
+        #[test]
+        fn is_trimmed_agrees_with_str_trim(
+            body in ".{0,6}",
+            ends in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "", " ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\u{85}", "\u{a0}",
+                    "\u{3000}", "\u{1c}", "x", "\u{e9}", "\u{200b}",
+                ]),
+                2,
+            ),
+        ) {
+            let t = format!("{}{body}{}", ends[0], ends[1]);
+            proptest::prop_assert_eq!(is_trimmed(&t), t.trim().len() == t.len(), "{:?}", t);
         }
     }
 
