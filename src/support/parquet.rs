@@ -277,6 +277,22 @@ mod tests {
         DataFrame::new(ids.len(), vec![ids.into_column(), regions.into_column()]).unwrap()
     }
 
+    /// Each column of the file at `path`, and whether any of its pages has a dictionary.
+    fn dictionary_columns(path: &std::path::Path) -> Vec<(String, bool)> {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT path_in_schema, bool_or(encodings LIKE '%DICTIONARY%')
+                 FROM parquet_metadata('{}') GROUP BY 1 ORDER BY 1",
+                path.display()
+            ))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// Row groups encoded on other threads come back in the order written, and the named
     /// columns are plain while the others keep the dictionary polars chooses (for columns this
     /// short polars always takes the dictionary).
@@ -316,21 +332,8 @@ mod tests {
         whole.vstack_mut(&parts[1]).unwrap();
         assert!(back.equals(&whole), "{back}");
 
-        let conn = duckdb::Connection::open_in_memory().unwrap();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT path_in_schema, bool_or(encodings LIKE '%DICTIONARY%')
-                 FROM parquet_metadata('{}') GROUP BY 1 ORDER BY 1",
-                path.display()
-            ))
-            .unwrap();
-        let dictionary: Vec<(String, bool)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            dictionary,
+            dictionary_columns(&path),
             [
                 ("device_id".to_string(), false),
                 ("region".to_string(), true)
@@ -410,21 +413,8 @@ mod tests {
             .finish()
             .unwrap();
         assert!(back.equals(&df));
-        let conn = duckdb::Connection::open_in_memory().unwrap();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT path_in_schema, bool_or(encodings LIKE '%DICTIONARY%')
-                 FROM parquet_metadata('{}') GROUP BY 1 ORDER BY 1",
-                path.display()
-            ))
-            .unwrap();
-        let dictionary: Vec<(String, bool)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            dictionary,
+            dictionary_columns(&path),
             [
                 ("device_id".to_string(), false),
                 ("region".to_string(), true)
