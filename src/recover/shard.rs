@@ -732,6 +732,25 @@ pub fn merge(ws: &Workspace, run_id: Option<&str>, threads: usize) -> Result<Mer
 mod tests {
     use super::*;
 
+    /// A file hashed a window at a time has the hash of its bytes, across window borders and
+    /// for an empty file.
+    #[test]
+    fn a_file_hashed_in_windows_has_the_hash_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..HASH_WINDOW as usize + 4099)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for len in [0, 1, HASH_WINDOW as usize, bytes.len()] {
+            let path = dir.path().join(format!("f{len}"));
+            fs::write(&path, &bytes[..len]).unwrap();
+            assert_eq!(
+                hash_file(&path).unwrap(),
+                blake3::hash(&bytes[..len]),
+                "{len}"
+            );
+        }
+    }
+
     /// The documented FNV-1a test vectors, so the rule stays what the README says.
     #[test]
     fn fnv1a_matches_the_reference_vectors() {
