@@ -14,7 +14,9 @@
 //! every text and number column, estimating the column's distinct values first, which cost about
 //! a tenth of recover's CPU on columns such as `device_id` and the timestamps whose values
 //! hardly repeat and which polars then writes plain anyway. A [`Writer`] writes the columns its
-//! [`Layout`] names plain without trying.
+//! [`Layout`] names plain without trying, and builds the dictionary of the other text columns
+//! without the estimate ([`as_dictionary`]). A frame is one row group however polars chunked it
+//! ([`Writer::encode`]), so frames are not copied into one chunk first.
 
 use std::io::Write;
 
