@@ -85,10 +85,11 @@ pub struct Writer<W: Write> {
     options: WriteOptions,
 }
 
-/// Row groups encoded and compressed, ready to be written: per group, per column, its pages.
+/// A frame's row group encoded and compressed, ready to be written: per column, its pages (no
+/// columns for a frame without rows, which adds no row group).
 pub struct Encoded {
     pub rows: usize,
-    groups: Vec<Vec<Vec<CompressedPage>>>,
+    columns: Vec<Vec<CompressedPage>>,
 }
 
 impl<W: Write> Writer<W> {
@@ -150,7 +151,7 @@ impl<W: Write> Writer<W> {
         if df.height() == 0 {
             return Ok(Encoded {
                 rows: 0,
-                groups: Vec::new(),
+                columns: Vec::new(),
             });
         }
         let mut columns = Vec::new();
@@ -196,25 +197,23 @@ impl<W: Write> Writer<W> {
         }
         Ok(Encoded {
             rows: df.height(),
-            groups: vec![columns],
+            columns,
         })
     }
 
-    /// Appends encoded row groups to the file, in the order given.
+    /// Appends an encoded row group to the file (nothing for a frame without rows).
     pub fn write(&self, encoded: Encoded) -> PolarsResult<()> {
-        let groups: Vec<RowGroupIterColumns<'static, PolarsError>> = encoded
-            .groups
-            .into_iter()
-            .map(|columns| {
-                DynIter::new(columns.into_iter().map(|pages| {
-                    Ok(DynStreamingIterator::new(Pages {
-                        pages: pages.into_iter(),
-                        current: None,
-                    }))
+        if encoded.rows == 0 {
+            return Ok(());
+        }
+        let group: RowGroupIterColumns<'static, PolarsError> =
+            DynIter::new(encoded.columns.into_iter().map(|pages| {
+                Ok(DynStreamingIterator::new(Pages {
+                    pages: pages.into_iter(),
+                    current: None,
                 }))
-            })
-            .collect();
-        self.file.write_row_groups(groups)
+            }));
+        self.file.write_row_groups(vec![group])
     }
 
     /// Writes the footer; returns the file's size.
@@ -277,6 +276,18 @@ mod tests {
         let ids = StringChunked::from_iter_values("device_id".into(), ids.iter().copied());
         let regions = StringChunked::from_iter_values("region".into(), ids.iter().map(|_| region));
         DataFrame::new(ids.len(), vec![ids.into_column(), regions.into_column()]).unwrap()
+    }
+
+    /// Writes `df` to a file at `path` in `layout`, one `encode` and `write`, and reads it back.
+    fn written_and_read_back(path: &std::path::Path, df: &DataFrame, layout: Layout) -> DataFrame {
+        let writer =
+            Writer::new(std::fs::File::create(path).unwrap(), df.schema(), layout).unwrap();
+        writer.write(writer.encode(df).unwrap()).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        ParquetReader::new(std::fs::File::open(path).unwrap())
+            .finish()
+            .unwrap()
     }
 
     /// Each column of the file at `path`, and whether any of its pages has a dictionary.
@@ -358,21 +369,10 @@ mod tests {
             .vstack_mut_owned(frame(&ids[MIN_CHUNK_ROWS..], "us-east"))
             .unwrap();
         assert_eq!(whole.column("device_id").unwrap().n_chunks(), 2);
-        let writer = Writer::new(
-            std::fs::File::create(&path).unwrap(),
-            whole.schema(),
-            Layout::Kept {
-                plain: &["device_id"],
-            },
-        )
-        .unwrap();
-        writer.write(writer.encode(&whole).unwrap()).unwrap();
-        writer.finish().unwrap();
-        drop(writer);
-
-        let back = ParquetReader::new(std::fs::File::open(&path).unwrap())
-            .finish()
-            .unwrap();
+        let layout = Layout::Kept {
+            plain: &["device_id"],
+        };
+        let back = written_and_read_back(&path, &whole, layout);
         assert!(back.equals(&whole), "{back}");
         let conn = duckdb::Connection::open_in_memory().unwrap();
         let row: (i64, String, String, String) = conn
@@ -407,13 +407,7 @@ mod tests {
         let ids: Vec<String> = (0..1000).map(|i| format!("id-{i:06}")).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let df = frame(&ids, "eu-west");
-        let writer = Writer::new(std::fs::File::create(&path).unwrap(), df.schema(), KEPT).unwrap();
-        writer.write(writer.encode(&df).unwrap()).unwrap();
-        writer.finish().unwrap();
-        drop(writer);
-        let back = ParquetReader::new(std::fs::File::open(&path).unwrap())
-            .finish()
-            .unwrap();
+        let back = written_and_read_back(&path, &df, KEPT);
         assert!(back.equals(&df));
         assert_eq!(
             dictionary_columns(&path),
