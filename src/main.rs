@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before any other thread exists; a setting glibc refuses leaves its default in place.
+    sentinel::support::memory::keep_freed_memory();
     let cli = sentinel::cli::Cli::parse();
     match sentinel::cmd::execute(cli) {
         Ok(code) => ExitCode::from(code),
