@@ -19,7 +19,8 @@
 pub fn keep_freed_memory() -> bool {
     SETTINGS.iter().all(|&(parameter, value)| {
         // SAFETY: mallopt only sets one of glibc malloc's parameters, here to a constant within
-        // its valid range; it is called before any other thread exists, as glibc asks.
+        // its valid range, under the allocator's own lock; called before any other thread exists,
+        // no allocation runs while the parameters change.
         unsafe { libc::mallopt(parameter, value) == 1 }
     })
 }
@@ -37,12 +38,29 @@ pub fn keep_freed_memory() -> bool {
     true
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
+    /// Bytes the allocator holds in maps of their own (glibc's `mallinfo2().hblkhd`).
+    #[allow(unsafe_code)]
+    fn mapped_bytes() -> usize {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        unsafe { libc::mallinfo2().hblkhd }
+    }
+
     #[test]
-    fn the_allocator_takes_every_setting() {
-        // glibc refuses a value out of range (returns 0): a threshold it does not take would
-        // silently leave the default behaviour in place.
+    fn buffers_below_the_threshold_come_from_the_heaps() {
         assert!(super::keep_freed_memory());
+        // 48 MiB: above the largest map threshold glibc ever chooses by itself (32 MiB), so with
+        // its defaults this buffer is always a map of its own; below both the 256 MiB set here
+        // and the 64 MiB a thread's heap can hold.
+        const SIZE: usize = 48 << 20;
+        let before = mapped_bytes();
+        let buffer: Vec<u8> = std::hint::black_box(Vec::with_capacity(SIZE));
+        let during = mapped_bytes();
+        drop(buffer);
+        assert!(
+            during < before + SIZE,
+            "a {SIZE}-byte buffer was mapped on its own ({before} -> {during} bytes mapped)"
+        );
     }
 }
