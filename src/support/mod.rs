@@ -1,6 +1,7 @@
-//! Helpers shared by several stages, none of them a stage: the allocator's settings (`memory`), the
-//! worker pool that keeps output order (`parallel`), the Parquet writer settings (`parquet`), the seed mixer of the generator and
-//! chaos (`mix`), the clock (`now_us`), and the spreadsheet-formula rule of every CSV Sentinel writes (`neutralize`).
+//! Helpers shared by several stages, none of them a stage: the allocator's settings (`memory`),
+//! the worker pool that keeps output order (`parallel`), the Parquet writer settings (`parquet`),
+//! the seed mixer of the generator and chaos (`mix`), the clock (`now_us`), and the
+//! spreadsheet-formula rule of every CSV Sentinel writes (`neutralize`).
 
 pub mod memory;
 pub mod parallel;
