@@ -12,6 +12,7 @@ use polars::prelude::{
 
 use crate::config::{Config, Costs, Thresholds};
 use crate::recover::ingest::{SOURCE_FILE, SOURCE_ROW};
+use crate::recover::sanitize::Rows;
 use crate::schema;
 use crate::vocab::{Action, ErrorCode, OtaStatus, State, texts};
 
@@ -36,6 +37,15 @@ fn one_of(e: Expr, values: &[&str]) -> Expr {
 /// they differ and all but the first DUPLICATE when they do not. So one window over the device
 /// suffices; `recover` checks that exactly one row per device remains.
 pub fn latest_reports(clean: LazyFrame) -> PolarsResult<LazyFrame> {
+    latest_reports_of(clean, Rows::Related)
+}
+
+/// [`latest_reports`] of clean rows that may be known to be lone ([`Rows::Lone`]): each is then
+/// its device's one report.
+pub fn latest_reports_of(clean: LazyFrame, rows: Rows) -> PolarsResult<LazyFrame> {
+    if rows == Rows::Lone {
+        return Ok(clean.with_columns([lit(1u32).cast(DataType::UInt32).alias("reports")]));
+    }
     let device = [col(schema::DEVICE_ID)];
     Ok(clean
         .with_columns([

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use polars::io::parquet::read::FileMetadata;
 use polars::prelude::{
     ArrowDataType, BooleanChunked, Column, CsvEncoding, CsvReadOptions, DataFrame, DataType,
@@ -657,6 +657,26 @@ pub fn parquet_rows(input: &Input) -> Result<Option<usize>> {
     })
 }
 
+/// The device_id column, as text (as [`read`] gives it), of a Parquet input's rows
+/// `offset..offset + len`: all that recover's census ([`super::census`]) reads.
+pub fn read_ids(input: &Input, rows: (usize, usize)) -> Result<Column> {
+    let name = input.path.display().to_string();
+    let df = guarded(&name, || {
+        open_parquet(&input.path)?
+            .with_columns(Some(vec![schema::DEVICE_ID.to_string()]))
+            .with_slice(Some(rows))
+            .finish()
+            .with_context(|| format!("{name}: not a readable Parquet file"))
+    })?;
+    let dtype = df.column(schema::DEVICE_ID)?.dtype().clone();
+    let text = df
+        .lazy()
+        .select([as_text(schema::DEVICE_ID, &dtype)])
+        .collect()
+        .with_context(|| format!("reading {name}"))?;
+    Ok(text.column(schema::DEVICE_ID)?.clone())
+}
+
 /// Like [`read`], but of a Parquet input only the rows `offset..offset + len` (source_row keeps
 /// counting from the file's first row). CSV and NDJSON inputs are read whole here (see
 /// [`stream_text`] for batches).
@@ -979,8 +999,21 @@ fn stream_text_from(
     })
 }
 
-/// Where [`split`] sends each row: a part number, or None to leave the row out.
-pub type Key<'a> = dyn Fn(&DataFrame) -> Result<Vec<Option<u32>>> + Sync + 'a;
+/// Where [`split`] sends each row of a frame whose first row is at this position in run order
+/// (rows counted over every input, in run order): a part number, [`LONE`], or None to leave the
+/// row out.
+pub type Key<'a> = dyn Fn(&DataFrame, u64) -> Result<Vec<Option<u32>>> + Sync + 'a;
+
+/// The part number of a row that goes to [`Lone::compute`] instead of a part.
+pub const LONE: u32 = u32::MAX;
+
+/// What [`split`] does with the rows [`Key`] sends to [`LONE`]: `compute` takes each slice's lone
+/// rows, in run order, on the worker that read them; `take` gets what it made on the calling
+/// thread, in run order.
+pub struct Lone<'a, R> {
+    pub compute: &'a (dyn Fn(DataFrame) -> Result<R> + Sync),
+    pub take: &'a mut dyn FnMut(R) -> Result<()>,
+}
 
 /// Rows read at a time from a Parquet input while splitting it.
 const SPLIT_ROWS: usize = 1 << 19;
@@ -1053,7 +1086,13 @@ pub struct Split {
 /// beside the part files (parts in memory: read whole). Each part so holds its rows in run order, and
 /// memory is bounded by a few slices or batches for every streamed input (parts kept in memory
 /// aside).
-pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) -> Result<Split> {
+pub fn split<R: Send>(
+    inputs: &[Input],
+    rows: &[Option<usize>],
+    key: &Key,
+    parts: Parts,
+    lone: Option<Lone<R>>,
+) -> Result<Split> {
     // Every input is read as the same all-text columns, so one schema serves every part;
     // the writers exist from the start so that workers can encode row groups for them.
     let schema = text_frame_schema();
@@ -1079,8 +1118,13 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
             .collect::<Result<Vec<_>>>()?,
         _ => Vec::new(),
     };
-    // A frame of rows cut into pieces, one per part it has rows for (worker side).
-    let pieces = |mut df: DataFrame| -> Result<Vec<(usize, Piece)>> {
+    let (compute_lone, mut take_lone) = match lone {
+        Some(Lone { compute, take }) => (Some(compute), Some(take)),
+        None => (None, None),
+    };
+    // A frame of rows cut into pieces, one per part it has rows for, and what `compute_lone`
+    // made of its lone rows (worker side).
+    let pieces = |mut df: DataFrame, first: u64| -> Result<Sliced<R>> {
         // The parts' column types (a reader may give source_index as another integer).
         for (name, dtype) in schema.iter() {
             let column = df.column(name)?;
@@ -1089,12 +1133,26 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 df.with_column(cast)?;
             }
         }
-        let keys = key(&df)?;
+        let mut keys = key(&df, first)?;
+        let mut made = None;
+        if let Some(compute) = compute_lone
+            && keys.contains(&Some(LONE))
+        {
+            let mask: BooleanChunked = keys.iter().map(|k| Some(*k == Some(LONE))).collect();
+            made = Some(compute(df.filter(&mask)?)?);
+            for k in keys.iter_mut().filter(|k| **k == Some(LONE)) {
+                *k = None;
+            }
+        }
         if keys.iter().any(Option::is_none) {
             let mask: BooleanChunked = keys.iter().map(|k| Some(k.is_some())).collect();
             df = df.filter(&mask)?;
         }
         let keys: Vec<u32> = keys.into_iter().flatten().collect();
+        ensure!(
+            keys.iter().all(|&k| (k as usize) < parts.len()),
+            "a row sent to no part"
+        );
         df.with_column(Column::new(PART.into(), keys))?;
         // Partitioned a block at a time: each part's gather reads every column once, so over a
         // whole slice it streamed each column from memory once per part; a block's columns
@@ -1114,7 +1172,7 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 }
             }
         }
-        by_part
+        let pieces = by_part
             .into_iter()
             .enumerate()
             .filter_map(|(p, part)| Some((p, part?)))
@@ -1133,7 +1191,8 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 };
                 Ok((p, piece))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Sliced { made, pieces })
     };
     let slice_rows = SPLIT_ROWS.max(ROWS_PER_PIECE * parts.len());
     // Where a compressed input is decompressed to be streamed: beside the part files (parts held
@@ -1148,8 +1207,11 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
         _ => Vec::new(),
     };
     // Appends pieces in the order they come (the calling thread's side).
-    let mut append = |pieces: Vec<(usize, Piece)>| -> Result<()> {
-        for (p, piece) in pieces {
+    let mut append = |sliced: Sliced<R>| -> Result<()> {
+        if let (Some(made), Some(take)) = (sliced.made, take_lone.as_mut()) {
+            take(made)?;
+        }
+        for (p, piece) in sliced.pieces {
             let writing = || format!("writing {}", parts.name(p));
             match piece {
                 Piece::Encoded(encoded) => {
@@ -1168,7 +1230,16 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
         }
         Ok(())
     };
+    // The position in run order of the next input's first row.
+    let mut base = 0u64;
     for (i, (input, rows)) in inputs.iter().zip(rows).enumerate() {
+        // Streamed batches come in order on this thread: their positions are counted here.
+        let mut next = base;
+        let mut batch = |df: DataFrame| -> Result<()> {
+            let first = next;
+            next += df.height() as u64;
+            append(pieces(df, first)?)
+        };
         match rows {
             Some(rows) if input.format != Format::Csv => {
                 let slices: Vec<(usize, usize)> = (0..(*rows).max(1))
@@ -1178,28 +1249,30 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
                 crate::support::parallel::ordered(
                     slices.len() as u64,
                     |n| {
-                        let df = read_rows(input, i, Some(slices[n as usize]))?
+                        let slice = slices[n as usize];
+                        let df = read_rows(input, i, Some(slice))?
                             .collect()
                             .with_context(|| format!("reading {}", input.path.display()))?;
-                        pieces(df)
+                        pieces(df, base + slice.0 as u64)
                     },
                     |_, p| append(p),
                 )?;
+                next += *rows as u64;
             }
-            _ if streams(input) => stream_text(input, i, &mut |df| append(pieces(df)?))?,
+            _ if streams(input) => stream_text(input, i, &mut batch)?,
             // A compressed text file is decompressed beside the parts and streamed from there,
             // in bounded memory, rather than decompressed into memory and read whole.
             _ if spill_dir.is_some_and(streamable) => {
                 let spill = decompressed(input, spill_dir.unwrap_or(Path::new(".")))?;
-                stream_text_from(input, spill.path(), i, &mut |df| append(pieces(df)?))?;
+                stream_text_from(input, spill.path(), i, &mut batch)?;
             }
-            _ => {
-                let df = read(input, i)?
+            _ => batch(
+                read(input, i)?
                     .collect()
-                    .with_context(|| format!("reading {}", input.path.display()))?;
-                append(pieces(df)?)?;
-            }
+                    .with_context(|| format!("reading {}", input.path.display()))?,
+            )?,
         }
+        base = next;
     }
     if let Parts::Files(paths) = parts {
         for (w, path) in writers.into_iter().zip(paths) {
@@ -1211,6 +1284,12 @@ pub fn split(inputs: &[Input], rows: &[Option<usize>], key: &Key, parts: Parts) 
         rows: counts,
         frames,
     })
+}
+
+/// What [`split`] made of one frame on a worker: of its lone rows, and its pieces by part.
+struct Sliced<R> {
+    made: Option<R>,
+    pieces: Vec<(usize, Piece)>,
 }
 
 /// A piece of a part, made on a worker: row groups for a part's Parquet file, a scratch piece

@@ -6,6 +6,7 @@
 //! the database takes the run (its ledger row, and views over its files) in one transaction. Any
 //! failure before that leaves the previous outputs and the database as they were.
 
+pub mod census;
 pub mod classify;
 pub mod ingest;
 pub mod sanitize;
@@ -33,7 +34,7 @@ use crate::vocab::Action;
 use crate::warehouse::{self, RunRecord};
 use crate::workspace::{self, AtomicFile, Workspace};
 use ingest::{SOURCE_FILE, SOURCE_ROW};
-use sanitize::{PRIMARY_REASON, PROBLEMS};
+use sanitize::{PRIMARY_REASON, PROBLEMS, Rows};
 use shard::Shard;
 
 /// What `recover` is asked to do.
@@ -416,7 +417,7 @@ fn prepare(mut frames: Frames, stage: &Stage) -> Result<Part> {
 
 /// Sanitizes, triages and classifies one bucket (or the whole run). Pure: several buckets may be
 /// computed at once on different threads.
-fn compute(raw: DataFrame, config: &Config, as_of_us: i64) -> Result<Frames> {
+fn compute(raw: DataFrame, config: &Config, as_of_us: i64, rows: Rows) -> Result<Frames> {
     let rows_in = raw.height() as u64;
     let mut seconds = Vec::with_capacity(2);
     let mut clock = Instant::now();
@@ -424,7 +425,7 @@ fn compute(raw: DataFrame, config: &Config, as_of_us: i64) -> Result<Frames> {
         seconds.push((step, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    let annotated = sanitize::annotate(raw.lazy(), config, as_of_us)?
+    let annotated = sanitize::annotate_rows(raw.lazy(), config, as_of_us, rows)?
         .collect()
         .context("sanitizing the inputs")?;
     let clean = sanitize::clean(annotated.clone().lazy()).collect()?;
@@ -473,7 +474,7 @@ fn compute(raw: DataFrame, config: &Config, as_of_us: i64) -> Result<Frames> {
 
     lap("sanitize");
     let device_state = classify::classify(
-        classify::latest_reports(clean.clone().lazy())?,
+        classify::latest_reports_of(clean.clone().lazy(), rows)?,
         config,
         as_of_us,
     )
@@ -565,6 +566,31 @@ fn bucket_of(id: Option<&str>, buckets: u64) -> u32 {
     (h.finish() % buckets) as u32
 }
 
+/// Folders that did not exist when a run began: dropped, it removes those of them that are empty
+/// (deepest first), so that a run that fails leaves no empty stage folder behind.
+struct EmptyFolders(Vec<PathBuf>);
+
+impl EmptyFolders {
+    /// `dir` and its missing ancestors.
+    fn missing(dir: &Path) -> EmptyFolders {
+        let folders = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        EmptyFolders(folders)
+    }
+}
+
+impl Drop for EmptyFolders {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            // Fails, as it should, on a folder that holds the published run.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Runs recover. `ws` names the outputs; nothing is published unless every step succeeds.
 pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result<RecoverSummary> {
     let started_at_us = crate::support::now_us();
@@ -624,7 +650,8 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .collect();
         Ok(df.filter(&mask)?)
     };
-    // The stage files are created once every input has been read: bad input leaves no trace.
+    // Folders this run creates for its stage files go again if it fails (they are left empty).
+    let _created = EmptyFolders::missing(&out_dir);
     let mut totals = Totals::default();
     let (stage, mut plan);
     if buckets == 1 {
@@ -640,27 +667,77 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .collect()
             .context("combining the inputs")?;
         lap("read", &mut step);
-        let frames = compute(raw, config, opts.as_of_us)?;
+        let frames = compute(raw, config, opts.as_of_us, Rows::Related)?;
         stage = Stage::create(&out_dir, &frames)?;
         plan = PlanFile::create(&out_dir)?;
         totals.absorb(prepare(frames, &stage)?, &stage, &mut plan)?;
     } else {
-        let n = buckets as u64;
-        let key = |df: &DataFrame| -> Result<Vec<Option<u32>>> {
-            let ids = df.column(schema::DEVICE_ID)?.str()?;
-            Ok(match filter {
-                None => ids.iter().map(|id| Some(bucket_of(id, n))).collect(),
-                Some(s) => ids
-                    .iter()
-                    .map(|id| (shard::shard_of(id, s.count) == s.index).then(|| bucket_of(id, n)))
-                    .collect(),
-            })
+        // The census (Parquet inputs, whose footers count their rows): rows alone with their
+        // device id are computed straight from the slices they are read in, and only the
+        // grouped rows go through buckets.
+        let census = match counts.iter().copied().collect::<Option<Vec<usize>>>() {
+            Some(rows) if rows.iter().sum::<usize>() <= u32::MAX as usize => {
+                Some(census::Census::take(inputs, &rows)?)
+            }
+            _ => None,
         };
+        lap("census", &mut step);
+        let grouped = census
+            .as_ref()
+            .map_or(rows, |c| c.grouped_rows() as usize / share);
+        let buckets = bucket_count(grouped, bucket_rows, parallel::threads());
+        let n = buckets as u64;
+        let key = |df: &DataFrame, first: u64| -> Result<Vec<Option<u32>>> {
+            let ids = df.column(schema::DEVICE_ID)?.str()?;
+            Ok(ids
+                .iter()
+                .enumerate()
+                .map(|(r, id)| {
+                    if filter.is_some_and(|s| shard::shard_of(id, s.count) != s.index) {
+                        None
+                    } else if census.as_ref().is_some_and(|c| c.is_lone(first + r as u64)) {
+                        Some(ingest::LONE)
+                    } else {
+                        Some(bucket_of(id, n))
+                    }
+                })
+                .collect())
+        };
+        // The stage files are made for the columns of an empty part (a shard without a single
+        // row still gets its empty files and manifest), before the split: lone rows are
+        // written as they are read. Until the run is published they are temporary files.
+        let empty = DataFrame::empty_with_schema(&ingest::text_frame_schema());
+        let empty = compute(empty, config, opts.as_of_us, Rows::Related)?;
+        stage = Stage::create(&out_dir, &empty)?;
+        plan = PlanFile::create(&out_dir)?;
+        // Lone rows are computed on the worker that read them, in parts of at most a bucket's
+        // rows (memory follows the bucket size), and appended in run order.
+        let compute_lone = |df: DataFrame| -> Result<Vec<Part>> {
+            let pieces = df.height().div_ceil(bucket_rows.max(1)).max(1);
+            let len = df.height().div_ceil(pieces);
+            (0..pieces)
+                .map(|k| {
+                    let rows = df.slice((k * len) as i64, len);
+                    compute(rows, config, opts.as_of_us, Rows::Lone)
+                })
+                .map(|frames| prepare(frames?, &stage))
+                .collect()
+        };
+        let mut take_lone = |parts: Vec<Part>| -> Result<()> {
+            for part in parts {
+                totals.absorb(part, &stage, &mut plan)?;
+            }
+            Ok(())
+        };
+        let lone = census.as_ref().map(|_| ingest::Lone {
+            compute: &compute_lone,
+            take: &mut take_lone,
+        });
         // Kept alive until every bucket is read back: the folder goes with it.
         let _scratch;
         let mut files: Vec<Bucket> = Vec::with_capacity(buckets);
-        if rows <= opts.memory_rows {
-            let split = ingest::split(inputs, &counts, &key, ingest::Parts::Memory(buckets))?;
+        if grouped <= opts.memory_rows {
+            let split = ingest::split(inputs, &counts, &key, ingest::Parts::Memory(buckets), lone)?;
             for (frames, rows) in split.frames.into_iter().zip(split.rows) {
                 if rows > 0 {
                     files.push(Bucket::Frames(Mutex::new(frames)));
@@ -673,7 +750,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             let paths: Vec<PathBuf> = (0..buckets)
                 .map(|b| dir.path().join(format!("bucket-{b:05}.pieces")))
                 .collect();
-            let split = ingest::split(inputs, &counts, &key, ingest::Parts::Scratch(&paths))?;
+            let split = ingest::split(inputs, &counts, &key, ingest::Parts::Scratch(&paths), lone)?;
             for (path, rows) in paths.into_iter().zip(split.rows) {
                 if rows > 0 {
                     files.push(Bucket::File(path));
@@ -684,13 +761,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             _scratch = dir;
         }
         lap("read", &mut step);
-        // The stage files are made for the columns of an empty part; a shard without a single
-        // row still gets its (empty) files and manifest.
-        let empty = DataFrame::empty_with_schema(&ingest::text_frame_schema());
-        let empty = compute(empty, config, opts.as_of_us)?;
-        stage = Stage::create(&out_dir, &empty)?;
-        plan = PlanFile::create(&out_dir)?;
-        if files.is_empty() {
+        if files.is_empty() && totals.rows_in == 0 {
             totals.absorb(prepare(empty, &stage)?, &stage, &mut plan)?;
         }
         // Buckets are computed and encoded on worker threads, several at once (polars runs much
@@ -701,7 +772,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
                 let clock = Instant::now();
                 let raw = files[i as usize].take()?;
                 let unpack = clock.elapsed().as_secs_f64();
-                let mut frames = compute(raw, config, opts.as_of_us)?;
+                let mut frames = compute(raw, config, opts.as_of_us, Rows::Related)?;
                 frames.seconds.push(("unpack", unpack));
                 prepare(frames, &stage)
             },

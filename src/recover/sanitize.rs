@@ -519,11 +519,34 @@ fn bool_column(s: &StringChunked, check: fn(&str) -> bool) -> Column {
         .into_column()
 }
 
+/// What the rows of a frame given to [`annotate_rows`] may share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    /// Rows of any devices, each device's rows all in the frame, in run order.
+    Related,
+    /// Rows none of which shares its trimmed device id with another row of the run (recover's
+    /// census): the rules that relate rows have nothing to relate. No row is a DUPLICATE or a
+    /// CONFLICT (both need a second row with the same id), and a row's device has a clean
+    /// report exactly when the row is clean.
+    Lone,
+}
+
 /// Adds to `raw` (the 17 contract columns as text, plus the source columns) the typed values, a
 /// reason code per column (`__r_*`), the row-level reason flags, `__bad` (any reason) and
 /// `priority`. The frame must hold the run's inputs in run order: "earlier" rows come first.
 /// [`explain`] spells the reasons out; [`clean`] and [`triage`] split the rows.
 pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<LazyFrame> {
+    annotate_rows(raw, config, as_of_us, Rows::Related)
+}
+
+/// [`annotate`] of rows that may be known to be lone ([`Rows::Lone`]), which skips the windows
+/// over devices and the duplicate search: the same columns, the same values.
+pub fn annotate_rows(
+    raw: LazyFrame,
+    config: &Config,
+    as_of_us: i64,
+    rows: Rows,
+) -> PolarsResult<LazyFrame> {
     let normalized_cols: Vec<Expr> = schema::COLUMNS.iter().map(|c| normalized(c.name)).collect();
     // update_started_at first: reported_at's check reads its value.
     let (started, started_reason) = column_exprs(
@@ -581,7 +604,10 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
         .chain(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)))
         .reduce(Expr::or)
         .expect("reasons");
-    let device_has_clean = struct_kernel(vec![col(DEVICE), col(BAD)], has_clean);
+    let device_has_clean = match rows {
+        Rows::Related => struct_kernel(vec![col(DEVICE), col(BAD)], has_clean),
+        Rows::Lone => col(BAD).not(),
+    };
     let priority = when(
         col(v(schema::DEVICE_ID))
             .is_null()
@@ -590,6 +616,14 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
     .then(lit("P1"))
     .otherwise(lit("P2"));
 
+    let (first, conflict, device) = match rows {
+        Rows::Related => (
+            first,
+            conflict,
+            kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index),
+        ),
+        Rows::Lone => (lit(true), lit(false), lit(NULL).cast(DataType::UInt32)),
+    };
     let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(format_layer).collect();
     let stamps: Vec<Expr> = schema::COLUMNS.iter().filter_map(parsed_flag).collect();
     Ok(raw
@@ -601,9 +635,7 @@ pub fn annotate(raw: LazyFrame, config: &Config, as_of_us: i64) -> PolarsResult<
             started_reason.alias(r(schema::UPDATE_STARTED_AT)),
         ])
         .with_columns(values)
-        .with_columns([
-            kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index).alias(DEVICE),
-        ])
+        .with_columns([device.alias(DEVICE)])
         .with_columns(reasons)
         .with_columns([
             flag(signal_drop).alias("__signal_drop"),
@@ -1116,6 +1148,58 @@ mod tests {
             first,
             [true, true, false, true, true, false, false, false, true]
         );
+    }
+
+    /// The fixture fleet's rows whose trimmed device id no other row holds, annotated as lone
+    /// rows (no windows, no duplicate search) and as related ones: the same frame, value for
+    /// value, with clean and quarantined rows among them.
+    #[test]
+    fn lone_rows_annotate_exactly_as_related_ones() {
+        use polars::prelude::{CsvReadOptions, SerReader};
+        let csv = include_str!("../../tests/fixtures/fleet.csv");
+        let df = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .into_reader_with_file_handle(std::io::Cursor::new(csv.as_bytes().to_vec()))
+            .finish()
+            .unwrap();
+        let ids: Vec<String> = df
+            .column(schema::DEVICE_ID)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|id| id.unwrap_or("").trim().to_string())
+            .collect();
+        let lone: polars::prelude::BooleanChunked = ids
+            .iter()
+            .map(|id| Some(ids.iter().filter(|other| *other == id).count() == 1))
+            .collect();
+        let raw = df
+            .filter(&lone)
+            .unwrap()
+            .lazy()
+            .with_row_index(SOURCE_ROW, None)
+            .with_columns([
+                lit("fleet.csv").alias(SOURCE_FILE),
+                lit(0u32).alias(SOURCE_INDEX),
+            ]);
+        let as_of = schema::parse_timestamp(AS_OF).unwrap();
+        let annotated = |rows| {
+            explain(annotate_rows(raw.clone(), &Config::default(), as_of, rows).unwrap())
+                .collect()
+                .unwrap()
+        };
+        let (related, alone) = (annotated(Rows::Related), annotated(Rows::Lone));
+        assert!(related.height() >= 20, "{} lone rows", related.height());
+        assert!(related.equals_missing(&alone));
+        let priorities = related.column(PRIORITY).unwrap().str().unwrap().clone();
+        let bad = related.column(BAD).unwrap().bool().unwrap().clone();
+        assert!(bad.iter().any(|b| b == Some(true)) && bad.iter().any(|b| b == Some(false)));
+        // A quarantined lone row is its device's only report: P1 (blind); clean rows are P2.
+        for (p, b) in priorities.iter().zip(bad.iter()) {
+            assert_eq!(p, Some(if b == Some(true) { "P1" } else { "P2" }));
+        }
     }
 
     #[test]

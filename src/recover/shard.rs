@@ -193,10 +193,11 @@ pub fn partition(opts: &PartitionOptions) -> Result<PartitionSummary> {
         })
         .collect::<Result<Vec<_>>>()?;
     let count = opts.shards;
-    let key = move |df: &polars::prelude::DataFrame| -> Result<Vec<Option<u32>>> {
+    let key = move |df: &polars::prelude::DataFrame, _: u64| -> Result<Vec<Option<u32>>> {
         Ok(shards_of(df, count)?.into_iter().map(Some).collect())
     };
-    let per_shard = ingest::split(&inputs, &rows, &key, ingest::Parts::Files(&parts))?.rows;
+    let per_shard =
+        ingest::split::<()>(&inputs, &rows, &key, ingest::Parts::Files(&parts), None)?.rows;
     let rows_in = per_shard.iter().sum();
     let manifest = PartitionManifest {
         format: PARTITION_FORMAT.into(),

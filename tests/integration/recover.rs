@@ -696,6 +696,80 @@ fn a_compressed_export_cut_short_in_buckets_fails_naming_it_and_leaves_nothing()
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// Two Parquet inputs, halves of one chaos fleet, the second with a damaged page past its device
+/// ids: the census (device ids only) reads both, the split writes the first input's lone devices
+/// to the stage files and then fails on the second. The error names that file, and the run leaves
+/// no stage folder, no bucket folder and no temporary file behind.
+#[test]
+fn a_page_damaged_past_the_census_fails_naming_the_file_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, corrupted) = chaos_fleet(dir.path(), 6_000, 3, 0.05);
+    let df = read_parquet(&corrupted);
+    let half = df.height() / 2;
+    let write = |name: &str, mut part: DataFrame| {
+        let path = dir.path().join(name);
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .with_compression(ParquetCompression::Uncompressed)
+            .with_statistics(StatisticsOptions::empty())
+            .finish(&mut part)
+            .unwrap();
+        path
+    };
+    let good = write("good.parquet", df.slice(0, half));
+    let marker = "zz-damaged-region-marker";
+    let second = df
+        .slice(half as i64, df.height() - half)
+        .lazy()
+        .with_column(lit(marker).alias("region"))
+        .collect()
+        .unwrap();
+    let damaged = write("damaged.parquet", second);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the marker's bytes");
+    // The length in front of the region value's bytes, made to point far past the page.
+    bytes[at - 4..at].copy_from_slice(&[0xFF; 4]);
+    std::fs::write(&damaged, &bytes).unwrap();
+
+    let work = dir.path().join("work");
+    let opts = RecoverOptions {
+        inputs: vec![good, damaged],
+        as_of_us: sentinel::schema::parse_timestamp(AS_OF).unwrap(),
+        bucket_rows: 500,
+        memory_rows: 0,
+        skip_unknown: false,
+        shard: None,
+    };
+    let error = recover(
+        &sentinel::config::Config::default(),
+        &opts,
+        &Workspace::new(work.clone()),
+    )
+    .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("damaged.parquet"), "{message}");
+    let left: Vec<String> = walkdir(&work)
+        .into_iter()
+        .filter(|n| !n.ends_with("sentinel.lock"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Every file and folder under `dir` (none when it does not exist).
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            found.push(path.display().to_string());
+            found.extend(walkdir(&path));
+        }
+    }
+    found
+}
+
 /// Every device's rationale on the fixture fleet, which reaches every branch of the state and
 /// action sentences: the exact text is the contract's "values that decided it" (SPEC section 5).
 #[test]
