@@ -314,6 +314,15 @@ struct Row<'a> {
     from: Option<&'a str>,
 }
 
+/// The value at `i` of a primitive Arrow array, None where null.
+fn at<T: polars_arrow::types::NativeType>(
+    a: &polars_arrow::array::PrimitiveArray<T>,
+    i: usize,
+) -> Option<T> {
+    use polars_arrow::array::Array;
+    a.is_valid(i).then(|| a.value(i))
+}
+
 /// The rationale's phrases, thresholds spelled out once. A sentence that quotes a missing text
 /// value is null, as concatenating a null is in SQL; a missing number or time is quoted as `null`.
 struct Why {
@@ -379,21 +388,23 @@ impl Why {
             schema::RSSI_DBM,
         ])?;
         let floats = fields(&[schema::DOWNLOAD_PCT, schema::BATTERY_PCT])?;
+        // One chunk each (rechunked above): read through the Arrow arrays, whose `get` is an
+        // index, where ChunkedArray::get first finds the chunk (4% of a 10M run's CPU).
         let texts = texts
             .iter()
-            .map(|f| f.str())
+            .map(|f| Ok(f.str()?.downcast_as_array()))
             .collect::<PolarsResult<Vec<_>>>()?;
         let flags = flags
             .iter()
-            .map(|f| f.bool())
+            .map(|f| Ok(f.bool()?.downcast_as_array()))
             .collect::<PolarsResult<Vec<_>>>()?;
         let ints = ints
             .iter()
-            .map(|f| f.i64())
+            .map(|f| Ok(f.i64()?.downcast_as_array()))
             .collect::<PolarsResult<Vec<_>>>()?;
         let floats = floats
             .iter()
-            .map(|f| f.f64())
+            .map(|f| Ok(f.f64()?.downcast_as_array()))
             .collect::<PolarsResult<Vec<_>>>()?;
         let [state, action, status, error_code, model, target, from] = texts[..] else {
             unreachable!("seven text fields")
@@ -429,13 +440,13 @@ impl Why {
                 succeeded: succeeded.get(i).unwrap_or(false),
                 dual: dual.get(i).unwrap_or(false),
                 battery_ok: battery_ok.get(i),
-                retries: retries.get(i),
-                heartbeat: heartbeat.get(i),
-                started: started.get(i),
-                boot_failures: boot_failures.get(i),
-                rssi_dbm: rssi_dbm.get(i),
-                download_pct: download_pct.get(i),
-                battery_pct: battery_pct.get(i),
+                retries: at(retries, i),
+                heartbeat: at(heartbeat, i),
+                started: at(started, i),
+                boot_failures: at(boot_failures, i),
+                rssi_dbm: at(rssi_dbm, i),
+                download_pct: at(download_pct, i),
+                battery_pct: at(battery_pct, i),
                 status: status.get(i),
                 error_code: error_code.get(i),
                 model: model.get(i),

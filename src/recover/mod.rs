@@ -685,7 +685,14 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         let grouped = census
             .as_ref()
             .map_or(rows, |c| c.grouped_rows() as usize / share);
-        let buckets = bucket_count(grouped, bucket_rows, parallel::threads());
+        // At least a bucket per thread while there are grouped rows: the buckets are the run's
+        // last round of work, and one bucket leaves the other cores idle through it.
+        let buckets = match census {
+            Some(_) if grouped > 0 => {
+                bucket_count(grouped, bucket_rows, parallel::threads()).max(parallel::threads())
+            }
+            _ => bucket_count(grouped, bucket_rows, parallel::threads()),
+        };
         let n = buckets as u64;
         let key = |df: &DataFrame, first: u64| -> Result<Vec<Option<u32>>> {
             let ids = df.column(schema::DEVICE_ID)?.str()?;
@@ -729,9 +736,10 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             }
             Ok(())
         };
-        let lone = census.as_ref().map(|_| ingest::Lone {
+        let lone = census.as_ref().map(|c| ingest::Lone {
             compute: &compute_lone,
             take: &mut take_lone,
+            grouped_share: c.grouped_rows() as f64 / c.rows().max(1) as f64,
         });
         // Kept alive until every bucket is read back: the folder goes with it.
         let _scratch;
