@@ -97,7 +97,11 @@ impl Census {
                 Ok(())
             },
         )?;
-        Ok(Census::of_partitions(partitions, total as u64))
+        let census = Census::of_partitions(partitions, total as u64);
+        // The tables (8 bytes a row) were filled on this thread's heap, which the split's
+        // workers do not allocate from: kept, they would stay resident for the whole run.
+        crate::support::memory::release_freed_memory();
+        Ok(census)
     }
 
     /// The census of rows whose entries are in `partitions`.

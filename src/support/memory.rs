@@ -38,6 +38,23 @@ pub fn keep_freed_memory() -> bool {
     true
 }
 
+/// Gives the memory the heaps hold free back to the kernel, once: after a phase whose memory the
+/// next phase's threads will not reuse (recover's census fills its tables on the calling thread,
+/// whose heap the split's workers do not allocate from; at 113.8M rows that kept 1.1 GB of freed
+/// tables resident through the rest of the run).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free pages of the heaps to the kernel, under the
+    // allocator's locks; it touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_freed_memory() {}
+
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     /// Bytes the allocator holds in maps of their own (glibc's `mallinfo2().hblkhd`).
