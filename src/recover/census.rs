@@ -35,15 +35,10 @@ pub struct Census {
     grouped_rows: u64,
 }
 
-/// The hash of a trimmed device id: FNV-1a with a final mix, so that the top bits (the partition)
-/// depend on every byte.
+/// The hash of a trimmed device id: FNV-1a through the project's SplitMix64 mixer, so that the
+/// top bits (the partition) depend on every byte.
 fn id_hash(id: Option<&str>) -> u64 {
-    let mut h = super::shard::fnv1a(id.map_or("", str::trim).as_bytes());
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    crate::support::mix(super::shard::fnv1a(id.map_or("", str::trim).as_bytes()), 0)
 }
 
 /// A census entry: the partition of a hash, and its next 32 bits above the row's position.
@@ -100,7 +95,7 @@ impl Census {
                 Ok(())
             },
         )?;
-        let census = Census::of_partitions(partitions, total as u64);
+        let census = Census::of_partitions(partitions, total as u64)?;
         // The tables (8 bytes a row) were filled on this thread's heap, which the split's
         // workers do not allocate from: kept, they would stay resident for the whole run. Only
         // large tables are given back: the trim returns every heap's free memory, which later
@@ -113,13 +108,13 @@ impl Census {
     }
 
     /// The census of rows whose entries are in `partitions`.
-    fn of_partitions(partitions: Vec<Vec<u64>>, rows: u64) -> Census {
+    fn of_partitions(partitions: Vec<Vec<u64>>, rows: u64) -> Result<Census> {
         let mut grouped = vec![0u64; rows.div_ceil(64) as usize];
         let mut grouped_rows = 0;
         let partitions: Vec<std::sync::Mutex<Vec<u64>>> =
             partitions.into_iter().map(std::sync::Mutex::new).collect();
         // Each partition sorted on a worker; runs of one hash marked here.
-        let _ = parallel::ordered(
+        parallel::ordered(
             partitions.len() as u64,
             |p| {
                 let mut entries =
@@ -147,12 +142,12 @@ impl Census {
                 }
                 Ok(())
             },
-        );
-        Census {
+        )?;
+        Ok(Census {
             grouped,
             rows,
             grouped_rows,
-        }
+        })
     }
 
     /// Whether the row at `position` (in run order) is alone with its device id.
@@ -179,7 +174,7 @@ fn of_ids(ids: &[Option<&str>]) -> Census {
         let (p, e) = entry(id_hash(*id), r as u64);
         partitions[p].push(e);
     }
-    Census::of_partitions(partitions, ids.len() as u64)
+    Census::of_partitions(partitions, ids.len() as u64).unwrap()
 }
 
 #[cfg(test)]
@@ -222,7 +217,7 @@ mod tests {
         partitions[p].push((e >> 32) << 32 | 2);
         let (q, f) = entry(id_hash(Some("y")), 1);
         partitions[q].push(f);
-        let census = Census::of_partitions(partitions, 3);
+        let census = Census::of_partitions(partitions, 3).unwrap();
         assert_eq!(
             (0..3).map(|p| census.is_lone(p)).collect::<Vec<_>>(),
             [false, true, false]

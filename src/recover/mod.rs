@@ -691,12 +691,10 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
             .map_or(rows, |c| c.grouped_rows() as usize / share);
         // At least a bucket per thread while there are grouped rows: the buckets are the run's
         // last round of work, and one bucket leaves the other cores idle through it.
-        let buckets = match census {
-            Some(_) if grouped > 0 => {
-                bucket_count(grouped, bucket_rows, parallel::threads()).max(parallel::threads())
-            }
-            _ => bucket_count(grouped, bucket_rows, parallel::threads()),
-        };
+        let mut buckets = bucket_count(grouped, bucket_rows, parallel::threads());
+        if census.is_some() && grouped > 0 {
+            buckets = buckets.max(parallel::threads());
+        }
         let n = buckets as u64;
         let key = |df: &DataFrame, first: u64| -> Result<Vec<Option<u32>>> {
             let ids = df.column(schema::DEVICE_ID)?.str()?;

@@ -582,21 +582,41 @@ pub fn annotate_rows(
             .neq(col(v(schema::FIRMWARE_TARGET)))
             .and(col(v(schema::FIRMWARE_REPORTED)).neq(col(v(schema::FIRMWARE_FROM)))),
     ));
-    // DUPLICATE: a row is first when no earlier row has all 17 raw values equal ([`first_of_raw`]).
-    let first = struct_kernel(
-        schema::COLUMNS.iter().map(|c| col(c.name)).collect(),
-        first_of_raw,
-    );
-    // The key is the normalized id and the parsed time (SPEC section 4): a reported_at that
-    // parses takes part even when it is a BAD_TIMESTAMP, and so does a row that is bad in any
-    // other column. `__x_reported_at` is meaningful only where `__ok_reported_at` holds.
-    let parsed_at = when(col(ok(schema::REPORTED_AT)))
-        .then(col(xv(schema::REPORTED_AT)))
-        .otherwise(lit(NULL).cast(DataType::Int64));
-    let conflict = struct_kernel(
-        vec![col(DEVICE), parsed_at.alias(AT), col("__first")],
-        conflicts,
-    );
+    // The rules that relate rows: DUPLICATE, CONFLICT and whether the device has a clean report
+    // (windows over a device numbered by `dense_index`); lone rows have nothing to relate.
+    let (first, conflict, device, device_has_clean) = match rows {
+        Rows::Related => {
+            // DUPLICATE: a row is first when no earlier row has all 17 raw values equal
+            // ([`first_of_raw`]).
+            let first = struct_kernel(
+                schema::COLUMNS.iter().map(|c| col(c.name)).collect(),
+                first_of_raw,
+            );
+            // The key is the normalized id and the parsed time (SPEC section 4): a reported_at
+            // that parses takes part even when it is a BAD_TIMESTAMP, and so does a row that is
+            // bad in any other column. `__x_reported_at` is meaningful only where
+            // `__ok_reported_at` holds.
+            let parsed_at = when(col(ok(schema::REPORTED_AT)))
+                .then(col(xv(schema::REPORTED_AT)))
+                .otherwise(lit(NULL).cast(DataType::Int64));
+            let conflict = struct_kernel(
+                vec![col(DEVICE), parsed_at.alias(AT), col("__first")],
+                conflicts,
+            );
+            (
+                first,
+                conflict,
+                kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index),
+                struct_kernel(vec![col(DEVICE), col(BAD)], has_clean),
+            )
+        }
+        Rows::Lone => (
+            lit(true),
+            lit(false),
+            lit(NULL).cast(DataType::UInt32),
+            col(BAD).not(),
+        ),
+    };
 
     let bad = schema::COLUMNS
         .iter()
@@ -604,10 +624,6 @@ pub fn annotate_rows(
         .chain(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)))
         .reduce(Expr::or)
         .expect("reasons");
-    let device_has_clean = match rows {
-        Rows::Related => struct_kernel(vec![col(DEVICE), col(BAD)], has_clean),
-        Rows::Lone => col(BAD).not(),
-    };
     let priority = when(
         col(v(schema::DEVICE_ID))
             .is_null()
@@ -616,14 +632,6 @@ pub fn annotate_rows(
     .then(lit("P1"))
     .otherwise(lit("P2"));
 
-    let (first, conflict, device) = match rows {
-        Rows::Related => (
-            first,
-            conflict,
-            kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index),
-        ),
-        Rows::Lone => (lit(true), lit(false), lit(NULL).cast(DataType::UInt32)),
-    };
     let numbers: Vec<Expr> = schema::COLUMNS.iter().flat_map(format_layer).collect();
     let stamps: Vec<Expr> = schema::COLUMNS.iter().filter_map(parsed_flag).collect();
     Ok(raw
