@@ -553,6 +553,24 @@ impl AtomicFile {
         self.tmp.as_ref().expect("not committed").as_file()
     }
 
+    /// Asks the kernel to start writing what has been written so far to disk, without waiting
+    /// for it. A file appended part by part while the CPU works on the next part is then mostly
+    /// on disk by the time `commit` flushes it, instead of all of it being written during that
+    /// flush, when the run waits (at 1.14M rows, 0.26 s of recover's serial end). Linux only;
+    /// a no-op elsewhere, and an error here changes nothing (the flush at commit still runs).
+    pub fn start_writeback(&self) {
+        #[cfg(target_os = "linux")]
+        #[allow(unsafe_code)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: sync_file_range only reads the descriptor, which `self` keeps open; offset
+            // 0 and length 0 mean the whole file.
+            unsafe {
+                libc::sync_file_range(self.file().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+    }
+
     /// The temporary file's path (to read back what was written before the commit).
     pub fn temp_path(&self) -> Result<PathBuf> {
         Ok(self

@@ -328,6 +328,7 @@ impl Stage {
             writer
                 .write(groups)
                 .with_context(|| format!("writing {}", file.dest().display()))?;
+            file.start_writeback();
         }
         Ok(())
     }
@@ -888,8 +889,16 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         };
         // The stage files describe one run together: published as a set, then the database
         // takes the run (its ledger row and the views over its files) in one transaction.
-        workspace::commit_all(files)?;
-        let mut conn = warehouse::open(&ws.database(), parallel::threads())?;
+        // DuckDB starts (0.15-0.3 s, mostly its own setup) on another thread while the files
+        // are flushed to disk and renamed; nothing is published before both are done.
+        let database = ws.database();
+        let (committed, opened) = std::thread::scope(|s| {
+            let opening = s.spawn(|| warehouse::open(&database, parallel::threads()));
+            let committed = workspace::commit_all(files);
+            (committed, opening.join())
+        });
+        committed?;
+        let mut conn = opened.map_err(|_| anyhow::anyhow!("opening the database failed"))??;
         warehouse::publish(&mut conn, &record, ws)?;
         drop(conn);
         lap("publish", &mut step);
