@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 use polars::prelude::{
     BooleanChunked, ChunkApply, Column, DataType, Expr, Field, Float64Chunked, Int64Chunked,
     IntoColumn, LazyFrame, NULL, NewChunkedArray, PlHashMap, PlRandomState, PolarsResult,
-    StringChunked, StructChunked, TimeUnit, UInt32Chunked, as_struct, col, concat_str, lit, when,
+    StringChunked, StructChunked, TimeUnit, UInt32Chunked, as_struct, col, lit, when,
 };
 
 use crate::config::Config;
@@ -160,16 +160,6 @@ fn reason(pairs: Vec<(Expr, Reason)>) -> Expr {
         chain = chain.when(flag(cond)).then(lit(code(reason)));
     }
     chain.otherwise(lit(0u8))
-}
-
-/// The text of the first case whose condition holds, else null.
-fn first_match(cases: Vec<(Expr, Expr)>) -> Expr {
-    let null = || lit(NULL).cast(DataType::String);
-    let mut chain = when(lit(false)).then(null()).when(lit(false)).then(null());
-    for (cond, value) in cases {
-        chain = chain.when(cond).then(value);
-    }
-    chain.otherwise(null())
 }
 
 /// Value and reason expressions of one contract column, from its normalized text.
@@ -661,49 +651,90 @@ pub fn annotate_rows(
 
 /// Adds `problems` (`;`-joined `column:REASON`, reason-major then in column order; empty when
 /// clean) and `primary_reason` (the first of them) to rows of `annotate`. Run on the quarantined
-/// rows only: it is the one string-heavy step.
+/// rows only. One Rust pass over the reason codes and flags: the equivalent when/then per
+/// (reason, column) pair built 89 string columns and joined them (0.4 of recover's 5.5 s of CPU
+/// at 1.14M rows).
 pub fn explain(annotated: LazyFrame) -> LazyFrame {
-    let mut pieces = Vec::new();
-    for reason in COLUMN_REASONS {
-        for c in &schema::COLUMNS {
-            pieces.push(
-                when(col(r(c.name)).eq(lit(code(reason))))
-                    .then(lit(format!("{}:{reason}", c.name)))
-                    .otherwise(lit(NULL).cast(DataType::String)),
-            );
-        }
-    }
-    for (flag_col, reason) in ROW_REASONS {
-        pieces.push(
-            when(col(flag_col))
-                .then(lit(format!("*:{reason}")))
-                .otherwise(lit(NULL).cast(DataType::String)),
-        );
-    }
-    // The primary reason: the first column-level reason any column has, else the first
-    // row-level flag.
-    let mut cases: Vec<(Expr, Expr)> = COLUMN_REASONS
+    let mut fields: Vec<Expr> = schema::COLUMNS.iter().map(|c| col(r(c.name))).collect();
+    fields.extend(ROW_REASONS.iter().map(|(flag_col, _)| col(*flag_col)));
+    let problems = as_struct(fields).map(
+        |c| problems(c.struct_()?),
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    );
+    // The first problem is the primary reason: column-level reasons come first, in the order
+    // of COLUMN_REASONS, then the row-level ones in the order of ROW_REASONS.
+    let primary = kernel(col(PROBLEMS), DataType::String, |s| {
+        StringChunked::from_iter_options(
+            s.name().clone(),
+            s.iter().map(|v| {
+                v.and_then(|v| v.split(';').next())
+                    .and_then(|first| first.split_once(':'))
+                    .map(|(_, reason)| reason)
+            }),
+        )
+        .into_column()
+    });
+    annotated
+        .with_columns([problems.alias(PROBLEMS)])
+        .with_columns([primary.alias(PRIMARY_REASON)])
+}
+
+/// The `problems` text of each row from its column reason codes (one field per contract column,
+/// in contract order) and its row-level flags (in the order of [`ROW_REASONS`]).
+fn problems(s: &StructChunked) -> PolarsResult<Column> {
+    let fields = s.fields_as_series();
+    let columns = schema::COLUMNS.len();
+    let codes = fields[..columns]
+        .iter()
+        .map(|f| {
+            let f = f.cast(&DataType::UInt8)?;
+            Ok(f.u8()?.iter().map(|v| v.unwrap_or(0)).collect())
+        })
+        .collect::<PolarsResult<Vec<Vec<u8>>>>()?;
+    let flags = fields[columns..]
+        .iter()
+        .map(|f| Ok(f.bool()?.iter().map(|v| v.unwrap_or(false)).collect()))
+        .collect::<PolarsResult<Vec<Vec<bool>>>>()?;
+    let column_labels: Vec<Vec<String>> = COLUMN_REASONS
         .iter()
         .map(|reason| {
-            let any = schema::COLUMNS
+            schema::COLUMNS
                 .iter()
-                .map(|c| col(r(c.name)).eq(lit(code(*reason))))
-                .reduce(Expr::or)
-                .expect("columns");
-            (any, reason.lit())
+                .map(|c| format!("{}:{reason}", c.name))
+                .collect()
         })
         .collect();
-    cases.extend(
-        ROW_REASONS
-            .iter()
-            .map(|(flag_col, reason)| (col(*flag_col), reason.lit())),
+    let row_labels: Vec<String> = ROW_REASONS
+        .iter()
+        .map(|(_, reason)| format!("*:{reason}"))
+        .collect();
+    let mut text = String::new();
+    let out = StringChunked::from_iter_values(
+        s.name().clone(),
+        (0..s.len()).map(|row| {
+            text.clear();
+            let mut add = |label: &str| {
+                if !text.is_empty() {
+                    text.push(';');
+                }
+                text.push_str(label);
+            };
+            for (reason, labels) in COLUMN_REASONS.iter().zip(&column_labels) {
+                for (c, label) in labels.iter().enumerate() {
+                    if codes[c][row] == code(*reason) {
+                        add(label);
+                    }
+                }
+            }
+            for (f, label) in row_labels.iter().enumerate() {
+                if flags[f][row] {
+                    add(label);
+                }
+            }
+            text.clone()
+        }),
     );
-    annotated.with_columns([
-        concat_str(pieces, ";", true)
-            .fill_null(lit(""))
-            .alias(PROBLEMS),
-        first_match(cases).alias(PRIMARY_REASON),
-    ])
+    Ok(out.into_column())
 }
 
 /// What `annotate` keeps: raw texts, typed values, the verdict and the source.
