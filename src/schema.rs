@@ -234,10 +234,20 @@ pub fn is_valid_id(id: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 64
         && bytes[0].is_ascii_alphanumeric()
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(b))
+        && bytes[1..].iter().all(|&b| ID_BYTES[b as usize])
 }
+
+/// The bytes [`ID_PATTERN`] allows after the first: one lookup per byte.
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-');
+        b += 1;
+    }
+    table
+};
 
 /// Text form of a float: Rust's shortest representation that reads back to the same value
 /// (`87.5`, `100`, `NaN`, `inf`).
