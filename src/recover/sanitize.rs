@@ -442,9 +442,7 @@ fn kernel(text: Expr, dtype: DataType, f: fn(&StringChunked) -> Column) -> Expr 
 
 // The kernels below read each chunk's texts straight from its array and build one array, as
 // the ChunkedArray builder did: its iterator chains the chunks (a flattening iterator) and its
-// builder appends value by value, together about a third of the format layer's time. (Each
-// output is one chunk, as before: a kernel that gave a chunk per input chunk made some runs of
-// two inputs count a device twice, in polars' hands; not understood, so not done.)
+// builder appends value by value, together about a third of the format layer's time.
 
 fn f64_column(s: &StringChunked, parse: fn(&str) -> Option<f64>) -> Column {
     let values: PrimitiveArray<f64> = s
@@ -587,9 +585,11 @@ fn has_clean(s: &StructChunked) -> PolarsResult<Column> {
     .into_column())
 }
 
-/// A Rust function over a struct of columns, giving a boolean column.
+/// A Rust function over a struct of columns that relates rows, giving a boolean column. Applied
+/// to the whole frame, never a part: polars evaluates a `map` (an elementwise function) chunk by
+/// chunk when the frame comes in several, which would hide a row's relatives in other chunks.
 fn struct_kernel(fields: Vec<Expr>, f: fn(&StructChunked) -> PolarsResult<Column>) -> Expr {
-    as_struct(fields).map(
+    as_struct(fields).apply(
         move |c| f(c.struct_()?),
         |_, field| Ok(Field::new(field.name().clone(), DataType::Boolean)),
     )
@@ -690,7 +690,11 @@ pub fn annotate_rows(
             (
                 first,
                 conflict,
-                kernel(col(v(schema::DEVICE_ID)), DataType::UInt32, dense_index),
+                // Numbers devices across the whole frame (see [`struct_kernel`]).
+                col(v(schema::DEVICE_ID)).apply(
+                    |c| Ok(dense_index(c.str()?)),
+                    |_, field| Ok(Field::new(field.name().clone(), DataType::UInt32)),
+                ),
                 struct_kernel(vec![col(DEVICE), col(BAD)], has_clean),
             )
         }
@@ -876,7 +880,9 @@ pub fn triage(annotated: LazyFrame) -> LazyFrame {
 
 #[cfg(test)]
 mod tests {
-    use polars::prelude::{DataFrame, IntoColumn, IntoLazy, NewChunkedArray, StringChunked};
+    use polars::prelude::{
+        DataFrame, IntoColumn, IntoLazy, NewChunkedArray, StringChunked, UInt64Chunked,
+    };
 
     use super::*;
 
@@ -922,25 +928,26 @@ mod tests {
 
     /// Runs the sanitizer on rows; returns (problems, primary_reason, priority) per row.
     fn run(rows: &[Vec<(&'static str, Option<String>)>]) -> Vec<(String, Option<String>, String)> {
-        let mut columns: Vec<_> = schema::COLUMNS
-            .iter()
-            .map(|c| {
-                let values: Vec<Option<&str>> = rows
-                    .iter()
-                    .map(|r| r.iter().find(|(k, _)| *k == c.name).unwrap().1.as_deref())
-                    .collect();
-                StringChunked::from_iter_options(c.name.into(), values.into_iter()).into_column()
-            })
-            .collect();
-        columns.push(
-            StringChunked::from_iter_values(SOURCE_FILE.into(), rows.iter().map(|_| "f.csv"))
-                .into_column(),
-        );
-        let df = DataFrame::new(rows.len(), columns).unwrap();
-        let raw = df
-            .lazy()
-            .with_row_index(SOURCE_ROW, None)
-            .with_columns([lit(0u32).alias(SOURCE_INDEX)]);
+        run_in_chunks(rows, rows.len().max(1))
+    }
+
+    /// [`run`] on a frame whose columns come in chunks of `chunk` rows (as frames stacked from
+    /// several inputs or slices do).
+    fn run_in_chunks(
+        rows: &[Vec<(&'static str, Option<String>)>],
+        chunk: usize,
+    ) -> Vec<(String, Option<String>, String)> {
+        // The source row first, as `ingest` reads it: polars splits a frame by its first
+        // column's chunks.
+        let mut pieces = rows
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, piece)| frame_of(piece, (k * chunk) as u64));
+        let mut df = pieces.next().unwrap_or_else(|| frame_of(&[], 0));
+        for piece in pieces {
+            df.vstack_mut_owned(piece).unwrap();
+        }
+        let raw = df.lazy().with_columns([lit(0u32).alias(SOURCE_INDEX)]);
         let as_of = schema::parse_timestamp(AS_OF).unwrap();
         let out = explain(annotate(raw, &Config::default(), as_of).unwrap())
             .collect()
@@ -957,6 +964,27 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// The raw frame of rows numbered from `first` (the source row, the contract columns as
+    /// text and the source file).
+    fn frame_of(rows: &[Vec<(&'static str, Option<String>)>], first: u64) -> DataFrame {
+        let mut columns: Vec<_> = vec![
+            UInt64Chunked::from_iter_values(SOURCE_ROW.into(), first..first + rows.len() as u64)
+                .into_column(),
+        ];
+        columns.extend(schema::COLUMNS.iter().map(|c| {
+            let values: Vec<Option<&str>> = rows
+                .iter()
+                .map(|r| r.iter().find(|(k, _)| *k == c.name).unwrap().1.as_deref())
+                .collect();
+            StringChunked::from_iter_options(c.name.into(), values.into_iter()).into_column()
+        }));
+        columns.push(
+            StringChunked::from_iter_values(SOURCE_FILE.into(), rows.iter().map(|_| "f.csv"))
+                .into_column(),
+        );
+        DataFrame::new(rows.len(), columns).unwrap()
     }
 
     fn problems_of(changes: &[(&'static str, Option<&str>)]) -> String {
@@ -1381,7 +1409,14 @@ mod tests {
         let b = row(&[("retry_count", Some("2"))]);
         let c = row(&[("device_id", Some("SEN-100-000000000002"))]);
         let c_padded = row(&[("device_id", Some(" SEN-100-000000000002"))]);
-        let out = run(&[a.clone(), a.clone(), c.clone(), c_padded, b, a]);
+        let out = run(&[
+            a.clone(),
+            a.clone(),
+            c.clone(),
+            c_padded.clone(),
+            b.clone(),
+            a.clone(),
+        ]);
         let problems: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
         // Rows 0, 1, 5 are identical and rows 4 differs on the same key: all four conflict; the
         // repeats are also duplicates. Rows 2 and 3 share a key but differ in raw text: conflict.
@@ -1400,6 +1435,21 @@ mod tests {
             out.iter().all(|o| o.2 == "P1"),
             "no device has a clean report"
         );
+
+        // The rules that relate rows see the whole frame however it is chunked: the rows of a
+        // device may sit in different chunks (polars evaluates elementwise expressions chunk by
+        // chunk when a frame comes in several).
+        let rows = [
+            a.clone(),
+            a.clone(),
+            c.clone(),
+            c_padded.clone(),
+            b.clone(),
+            a.clone(),
+        ];
+        for chunk in [1, 2, 4] {
+            assert_eq!(run_in_chunks(&rows, chunk), out, "chunks of {chunk} rows");
+        }
 
         let out = run(&[c.clone(), c, row(&[("region", Some("??"))])]);
         assert_eq!(out[0].0, "");
