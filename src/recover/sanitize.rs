@@ -108,11 +108,11 @@ fn substrings_of(a: &Utf8ViewArray, part: &impl Fn(&str) -> Option<&str>) -> Utf
                     .set(i, false);
             }
             Some(p) => {
-                let start = p.as_ptr() as usize - text.as_ptr() as usize;
-                assert!(
-                    start + p.len() <= text.len(),
-                    "a substring lies within its text"
-                );
+                // The views below may only point into the text's own bytes (see SAFETY).
+                let start = (p.as_ptr() as usize)
+                    .checked_sub(text.as_ptr() as usize)
+                    .filter(|start| p.len() <= text.len().saturating_sub(*start))
+                    .expect("a part lies within its text");
                 views[i] =
                     View::new_from_bytes(p.as_bytes(), view.buffer_idx, view.offset + start as u32);
             }
