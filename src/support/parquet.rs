@@ -30,6 +30,9 @@ use polars_arrow::array::{
 };
 use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
+use polars_parquet::parquet::CowBuffer;
+use polars_parquet::parquet::compression;
+use polars_parquet::parquet::page::{CompressedDataPage, Page};
 use polars_parquet::write::{
     CompressedPage, CompressionOptions, DynIter, DynStreamingIterator, Encoding,
     FallibleStreamingIterator, ParquetType, Version, WriteOptions, array_to_columns, compress,
@@ -191,20 +194,21 @@ impl<W: Write> Writer<W> {
                 }
             }
             // Pages per leaf column (a list column is one leaf, as every column here).
-            let mut leaves: Vec<Vec<CompressedPage>> = Vec::new();
+            let mut leaves: Vec<ColumnPages> = Vec::new();
             for array in arrays {
                 let pages = array_to_columns(array, field.clone(), self.options, encoding)?;
                 for (leaf, pages) in pages.into_iter().enumerate() {
-                    let pages = pages
-                        .map(|page| Ok(compress(page?, vec![], self.options.compression)?))
-                        .collect::<PolarsResult<Vec<_>>>()?;
-                    match leaves.get_mut(leaf) {
-                        Some(leaf) => leaf.extend(pages),
-                        None => leaves.push(pages),
+                    if leaves.len() <= leaf {
+                        leaves.push(ColumnPages::new(self.options.compression));
+                    }
+                    for page in pages {
+                        leaves[leaf].push(page?)?;
                     }
                 }
             }
-            columns.extend(leaves);
+            for leaf in leaves {
+                columns.push(leaf.finish()?);
+            }
         }
         Ok(Encoded {
             rows: df.height(),
@@ -306,6 +310,85 @@ fn as_dictionary(arrays: &[Box<dyn Array>]) -> PolarsResult<Option<Box<dyn Array
     );
     let dictionary = DictionaryArray::<u32>::try_new(dtype, keys, values.freeze().boxed())?;
     Ok(Some(dictionary.boxed()))
+}
+
+/// The least share of a page that compression must save for its column chunk to be compressed.
+/// A chunk's pages share one codec; it is chosen on the chunk's first data page.
+const MIN_SAVING: f64 = 0.125;
+
+/// One column chunk's pages being compressed. Compression is tried on the chunk's first data page
+/// and kept for the chunk only if it saves at least [`MIN_SAVING`] of that page: dictionary keys
+/// and near-random numbers (the heartbeat and update times) hardly shrink under LZ4, which spent
+/// a third of its time on them (6.6% of recover's CPU at 1M devices, all LZ4) for 2-10% smaller
+/// chunks. Readers take the codec from each column chunk's metadata, so a file may mix them.
+struct ColumnPages {
+    /// The file's codec, tried.
+    codec: CompressionOptions,
+    /// The chunk's codec, once chosen.
+    chosen: Option<CompressionOptions>,
+    /// Pages before the first data page (a dictionary page), held until the codec is chosen.
+    waiting: Vec<Page>,
+    pages: Vec<CompressedPage>,
+}
+
+impl ColumnPages {
+    fn new(codec: CompressionOptions) -> ColumnPages {
+        let chosen = (codec == CompressionOptions::Uncompressed).then_some(codec);
+        ColumnPages {
+            codec,
+            chosen,
+            waiting: Vec::new(),
+            pages: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, page: Page) -> PolarsResult<()> {
+        if let Some(codec) = self.chosen {
+            self.pages.push(compress(page, vec![], codec)?);
+            return Ok(());
+        }
+        let Page::Data(data) = page else {
+            self.waiting.push(page);
+            return Ok(());
+        };
+        let mut tried = Vec::new();
+        compression::compress(self.codec, data.buffer(), &mut tried)?;
+        let size = data.buffer().len();
+        let worth = (tried.len() as f64) <= size as f64 * (1.0 - MIN_SAVING);
+        let codec = if worth {
+            self.codec
+        } else {
+            CompressionOptions::Uncompressed
+        };
+        self.chosen = Some(codec);
+        for page in std::mem::take(&mut self.waiting) {
+            self.pages.push(compress(page, vec![], codec)?);
+        }
+        let page = if worth {
+            let rows = data.num_rows.unwrap_or(data.num_values());
+            CompressedPage::Data(CompressedDataPage::new(
+                data.header().clone(),
+                CowBuffer::Owned(tried),
+                codec.into(),
+                size,
+                data.descriptor.clone(),
+                rows,
+            ))
+        } else {
+            compress(Page::Data(data), vec![], codec)?
+        };
+        self.pages.push(page);
+        Ok(())
+    }
+
+    /// The chunk's pages (a chunk without a data page keeps the file's codec).
+    fn finish(mut self) -> PolarsResult<Vec<CompressedPage>> {
+        let codec = self.chosen.unwrap_or(self.codec);
+        for page in std::mem::take(&mut self.waiting) {
+            self.pages.push(compress(page, vec![], codec)?);
+        }
+        Ok(self.pages)
+    }
 }
 
 /// A column's compressed pages, handed to polars' file writer one at a time.
@@ -464,6 +547,62 @@ mod tests {
                 format!("id-{:06}", 2 * MIN_CHUNK_ROWS - 1),
                 "PLAIN, RLE".to_string()
             )
+        );
+    }
+
+    /// A column chunk is compressed only where compression pays on its first data page: a column
+    /// of random numbers and one of dictionary keys over a few random values are written
+    /// uncompressed, a column of repeated text compressed; every value reads back.
+    #[test]
+    fn only_columns_that_shrink_are_compressed() {
+        use polars::prelude::{Int64Chunked, NamedFrom, Series};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let n = 50_000usize;
+        let random: Vec<i64> = (0..n as u64)
+            .map(|i| crate::support::mix(i, 7) as i64)
+            .collect();
+        let repeated: Vec<String> = (0..n).map(|i| format!("state-{}", i / 1000)).collect();
+        let keys: Vec<&str> = (0..n as u64)
+            .map(|i| ["north", "south", "east", "west"][(crate::support::mix(i, 3) % 4) as usize])
+            .collect();
+        let df = DataFrame::new(
+            n,
+            vec![
+                Int64Chunked::from_vec("random".into(), random).into_column(),
+                Series::new("repeated".into(), repeated).into_column(),
+                Series::new("keys".into(), keys).into_column(),
+            ],
+        )
+        .unwrap();
+        let back = written_and_read_back(
+            &path,
+            &df,
+            Layout::Kept {
+                plain: &["random", "repeated"],
+            },
+        );
+        assert!(back.equals(&df));
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT path_in_schema, string_agg(DISTINCT compression, '|')
+                 FROM parquet_metadata('{}') GROUP BY 1 ORDER BY 1",
+                path.display()
+            ))
+            .unwrap();
+        let codecs: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            codecs,
+            [
+                ("keys".to_string(), "UNCOMPRESSED".to_string()),
+                ("random".to_string(), "UNCOMPRESSED".to_string()),
+                ("repeated".to_string(), "LZ4_RAW".to_string()),
+            ]
         );
     }
 
