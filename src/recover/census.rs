@@ -60,13 +60,17 @@ impl Census {
         let mut slices = Vec::new();
         let mut base = 0u64;
         for (i, &n) in rows.iter().enumerate() {
-            // A multiple of the threads in slices of equal size: 1.14M rows in one slice of
-            // 1M rows and one of 0.14M left a core idle for most of the census.
-            let count = n
-                .div_ceil(CENSUS_ROWS)
-                .max(1)
-                .next_multiple_of(parallel::threads());
-            let len = n.div_ceil(count).max(1);
+            // Few slices are made a multiple of the threads, of equal size: 1.14M rows in one
+            // slice of 1M rows and one of 0.14M left a core idle for most of the census. Many
+            // keep CENSUS_ROWS, a multiple of the row groups Sentinel writes (2^18 rows): slices
+            // across row groups decode the groups they share twice.
+            let threads = parallel::threads();
+            let len = if n >= CENSUS_ROWS * 4 * threads {
+                CENSUS_ROWS
+            } else {
+                let count = n.div_ceil(CENSUS_ROWS).max(1).next_multiple_of(threads);
+                n.div_ceil(count).max(1)
+            };
             for offset in (0..n).step_by(len) {
                 slices.push((i, offset, len.min(n - offset), base + offset as u64));
             }
