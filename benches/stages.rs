@@ -123,13 +123,17 @@ fn report_1m_devices(bencher: Bencher) {
     bencher.bench(|| report(&ws, None, 2).unwrap());
 }
 
-/// The floor under recover: read the same 1.14M-row chaos input and write outputs of the same
-/// shape (recover's own clean, triage and device_state frames of that input, and its plan) with
-/// the same writer settings, doing nothing else. recover_1m_devices over this is how far recover
-/// is from its I/O.
-#[divan::bench(sample_count = 3, sample_size = 1)]
-fn recover_floor_1m_devices(bencher: Bencher) {
-    use polars::prelude::{CsvWriter, ParquetReader, SerReader, SerWriter};
+/// recover's outputs of the 1M-device run, read back outside the timed loops: the chaos input
+/// (its path), the three stage frames by file name, and the plan.
+struct FloorData {
+    _dir: tempfile::TempDir,
+    input: std::path::PathBuf,
+    outputs: Vec<(&'static str, polars::prelude::DataFrame)>,
+    plan: polars::prelude::DataFrame,
+}
+
+fn floor_data() -> FloorData {
+    use polars::prelude::SerReader;
     let (dir, ws) = recovered();
     let input = dir.path().join("telemetry.chaos.parquet");
     let stage = std::fs::read_dir(ws.stage_root())
@@ -137,37 +141,85 @@ fn recover_floor_1m_devices(bencher: Bencher) {
         .map(|e| e.unwrap().path())
         .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .unwrap();
-    let read = |path: &std::path::Path| {
-        ParquetReader::new(std::fs::File::open(path).unwrap())
-            .finish()
-            .unwrap()
-    };
-    let outputs: Vec<_> = ["clean.parquet", "triage.parquet", "device_state.parquet"]
-        .iter()
-        .map(|name| (name, read(&stage.join(name))))
+    let outputs = ["clean.parquet", "triage.parquet", "device_state.parquet"]
+        .into_iter()
+        .map(|name| (name, read_parquet(&stage.join(name))))
         .collect();
     let plan = polars::prelude::CsvReadOptions::default()
         .try_into_reader_with_file_path(Some(stage.join("recovery_plan.csv")))
         .unwrap()
         .finish()
         .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let rows = read(&input).height() as u64;
-    bencher.counter(ItemsCount::new(rows)).bench(|| {
-        let raw = read(&input);
-        for (name, df) in &outputs {
-            let mut df = df.clone();
-            sentinel::support::parquet::writer(
-                std::fs::File::create(out.path().join(name)).unwrap(),
-            )
-            .set_parallel(true)
-            .finish(&mut df)
-            .unwrap();
-        }
-        let mut plan = plan.clone();
-        CsvWriter::new(std::fs::File::create(out.path().join("plan.csv")).unwrap())
+    FloorData {
+        _dir: dir,
+        input,
+        outputs,
+        plan,
+    }
+}
+
+fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
+    use polars::prelude::{ParquetReader, SerReader};
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+/// Writes one of the floor's outputs into `dir` as the floor does.
+fn floor_write(data: &FloorData, part: &str, dir: &std::path::Path) {
+    use polars::prelude::{CsvWriter, SerWriter};
+    if part == "recovery_plan.csv" {
+        let mut plan = data.plan.clone();
+        CsvWriter::new(std::fs::File::create(dir.join(part)).unwrap())
             .finish(&mut plan)
             .unwrap();
+        return;
+    }
+    let (name, df) = data.outputs.iter().find(|(n, _)| *n == part).unwrap();
+    let mut df = df.clone();
+    sentinel::support::parquet::writer(std::fs::File::create(dir.join(name)).unwrap())
+        .set_parallel(true)
+        .finish(&mut df)
+        .unwrap();
+}
+
+/// The floor under recover: read the same 1.14M-row chaos input and write outputs of the same
+/// shape (recover's own clean, triage and device_state frames of that input, and its plan) with
+/// the same writer settings, doing nothing else. recover_1m_devices over this is how far recover
+/// is from its I/O.
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn recover_floor_1m_devices(bencher: Bencher) {
+    let data = floor_data();
+    let out = tempfile::tempdir().unwrap();
+    let rows = read_parquet(&data.input).height() as u64;
+    bencher.counter(ItemsCount::new(rows)).bench(|| {
+        let raw = read_parquet(&data.input);
+        for part in [
+            "clean.parquet",
+            "triage.parquet",
+            "device_state.parquet",
+            "recovery_plan.csv",
+        ] {
+            floor_write(&data, part, out.path());
+        }
         raw.height()
+    });
+}
+
+/// The floor's parts one at a time: reading the input, and writing each output.
+#[divan::bench(
+    sample_count = 3,
+    sample_size = 1,
+    args = ["read input", "clean.parquet", "triage.parquet", "device_state.parquet", "recovery_plan.csv"]
+)]
+fn recover_floor_part(bencher: Bencher, part: &str) {
+    let data = floor_data();
+    let out = tempfile::tempdir().unwrap();
+    bencher.bench(|| {
+        if part == "read input" {
+            read_parquet(&data.input).height();
+        } else {
+            floor_write(&data, part, out.path());
+        }
     });
 }
