@@ -319,7 +319,7 @@ const MIN_SAVING: f64 = 0.125;
 /// One column chunk's pages being compressed. Compression is tried on the chunk's first data page
 /// and kept for the chunk only if it saves at least [`MIN_SAVING`] of that page: dictionary keys
 /// and near-random numbers (the heartbeat and update times) shrink by 0-10% under LZ4; storing
-/// them uncompressed took 1-4% off recover's CPU for stage files 2% larger. Readers take the codec
+/// them uncompressed took 1-2% off recover's CPU for stage files 2% larger. Readers take the codec
 /// from each column chunk's metadata, so a file may mix them.
 struct ColumnPages {
     /// The file's codec, tried.
