@@ -59,12 +59,12 @@ impl Census {
         );
         let mut slices = Vec::new();
         let mut base = 0u64;
+        let threads = parallel::threads();
         for (i, &n) in rows.iter().enumerate() {
             // Few slices are made a multiple of the threads, of equal size: 1.14M rows in one
             // slice of 1M rows and one of 0.14M left a core idle for most of the census. Many
             // keep CENSUS_ROWS, a multiple of the row groups Sentinel writes (2^18 rows): slices
             // across row groups decode the groups they share twice.
-            let threads = parallel::threads();
             let len = if n >= CENSUS_ROWS * 4 * threads {
                 CENSUS_ROWS
             } else {

@@ -345,19 +345,17 @@ impl Stage {
     }
 }
 
-/// The recovery plan CSV being written, one part at a time: each part's rows are formatted on
-/// the worker that computed it ([`PlanRows::of`]) and appended here in part order.
+/// The recovery plan CSV being written: its header when it is created, then each part's rows,
+/// formatted on the worker that computed it ([`PlanRows::of`]), in part order.
 struct PlanFile {
     file: AtomicFile,
     /// Rows written so far (the header not counted).
     rows: u64,
-    started: bool,
 }
 
-/// A part's plan rows as CSV text: the header line, and the rows without it.
+/// A part's plan rows as CSV text, without the header.
 struct PlanRows {
-    header: Vec<u8>,
-    body: Vec<u8>,
+    text: Vec<u8>,
     rows: u64,
 }
 
@@ -365,42 +363,35 @@ impl PlanRows {
     /// Formats `plan` (any thread). At 11.4M rows formatting on the calling thread took 1.1 s of
     /// its time while it also appended every part's row groups.
     fn of(plan: &mut DataFrame) -> Result<PlanRows> {
-        let mut header = Vec::new();
-        CsvWriter::new(&mut header)
-            .include_header(true)
-            .finish(&mut plan.clear())
-            .context("formatting the recovery plan")?;
-        let mut body = Vec::new();
-        CsvWriter::new(&mut body)
+        let mut text = Vec::new();
+        CsvWriter::new(&mut text)
             .include_header(false)
             .finish(plan)
             .context("formatting the recovery plan")?;
         Ok(PlanRows {
-            header,
-            body,
+            text,
             rows: plan.height() as u64,
         })
     }
 }
 
 impl PlanFile {
-    fn create(dir: &Path) -> Result<PlanFile> {
-        Ok(PlanFile {
-            file: AtomicFile::create(&dir.join(workspace::RECOVERY_PLAN))?,
-            rows: 0,
-            started: false,
-        })
+    /// Starts the plan in `dir` with the header of `like`'s columns.
+    fn create(dir: &Path, like: &DataFrame) -> Result<PlanFile> {
+        let file = AtomicFile::create(&dir.join(workspace::RECOVERY_PLAN))?;
+        CsvWriter::new(file.file())
+            .include_header(true)
+            .finish(&mut like.clear())
+            .with_context(|| format!("writing {}", file.dest().display()))?;
+        Ok(PlanFile { file, rows: 0 })
     }
 
-    /// Appends a part's plan rows; the header goes with the first part.
+    /// Appends a part's plan rows.
     fn write(&mut self, plan: PlanRows) -> Result<()> {
-        let mut w = self.file.file();
-        let dest = || format!("writing {}", self.file.dest().display());
-        if !self.started {
-            w.write_all(&plan.header).with_context(dest)?;
-        }
-        w.write_all(&plan.body).with_context(dest)?;
-        self.started = true;
+        self.file
+            .file()
+            .write_all(&plan.text)
+            .with_context(|| format!("writing {}", self.file.dest().display()))?;
         self.rows += plan.rows;
         Ok(())
     }
@@ -707,7 +698,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         lap("read", &mut step);
         let frames = compute(raw, config, opts.as_of_us, Rows::Related)?;
         stage = Stage::create(&out_dir, &frames)?;
-        plan = PlanFile::create(&out_dir)?;
+        plan = PlanFile::create(&out_dir, &frames.plan)?;
         totals.absorb(prepare(frames, &stage)?, &stage, &mut plan)?;
     } else {
         // The census (Parquet inputs, whose footers count their rows): rows alone with their
@@ -756,7 +747,7 @@ pub fn recover(config: &Config, opts: &RecoverOptions, ws: &Workspace) -> Result
         let empty = DataFrame::empty_with_schema(&ingest::text_frame_schema());
         let empty = compute(empty, config, opts.as_of_us, Rows::Related)?;
         stage = Stage::create(&out_dir, &empty)?;
-        plan = PlanFile::create(&out_dir)?;
+        plan = PlanFile::create(&out_dir, &empty.plan)?;
         // Lone rows are computed on the worker that read them, in parts of at most a bucket's
         // rows (memory follows the bucket size), and appended in run order.
         let compute_lone = |df: DataFrame| -> Result<Vec<Part>> {
